@@ -1,0 +1,5 @@
+import sys
+
+from authbroker.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Drop-in ``azure.identity.broker`` (being built; see issue 4)."""
