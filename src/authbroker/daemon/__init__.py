@@ -1,0 +1,1 @@
+"""The Broker1 D-Bus daemon: service, token engine and encrypted store."""

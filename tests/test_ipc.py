@@ -1,0 +1,86 @@
+"""The Broker1 wire schema: what pymsalruntime sends parses, what we send has its required shape."""
+
+import json
+
+import pytest
+
+from authbroker import ipc
+
+PYMSALRUNTIME_INTERACTIVE = {
+    "authParameters": {
+        "accessTokenToRenew": "", "account": None,
+        "additionalQueryParametersForAuthorization": {
+            "msal_client_sku": "MSAL.Python", "msal_gui_thread": "true"},
+        "authority": "https://127.0.0.1/organizations", "authorizationType": 6,
+        "clientId": "04b07795-8ddb-461a-bbee-02f9e1bf7b46", "decodedClaims": "",
+        "enrollmentId": "", "isSignIn": True, "isTestMode": False,
+        "onboardingBlob": "{}", "parentWindow": {"handle": 1}, "password": "",
+        "popParams": None,
+        "redirectUri": "https://login.microsoftonline.com/common/oauth2/nativeclient",
+        "requestedScopes": ["https://storage.azure.com/.default"], "username": "",
+        "uxContextHandle": -1},
+    "parentWindowHandle": 1,
+}
+
+ACCOUNT = ipc.Account("oid.tid", "oid", "tid", "user@contoso.example")
+
+
+def test_pymsalruntime_interactive_request_parses():
+    req = ipc.parse_request(
+        ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY, json.dumps(PYMSALRUNTIME_INTERACTIVE))
+    assert isinstance(req, ipc.TokenRequest)
+    assert req.auth.requested_scopes == ("https://storage.azure.com/.default",)
+    assert req.auth.is_sign_in and req.auth.account is None
+    assert req.auth.parent_window == 1 and req.parent_window_handle == 1
+    assert req.auth.extra_query["msal_gui_thread"] == "true"
+
+
+def test_top_level_account_is_accepted():
+    body = {"account": ACCOUNT.to_wire(),
+            "authParameters": {"clientId": "c", "requestedScopes": ["s"]}}
+    req = ipc.parse_request(ipc.Method.ACQUIRE_TOKEN_SILENTLY, json.dumps(body))
+    assert req.auth.account == ACCOUNT
+
+
+@pytest.mark.parametrize("text", [
+    "{", "[]", '"x"', json.dumps({"authParameters": {"requestedScopes": ["s"]}}),
+    json.dumps({"authParameters": {"clientId": 5, "requestedScopes": ["s"]}}),
+    json.dumps({"authParameters": {"clientId": "c", "requestedScopes": "a b", "account": 3}}),
+    "x" * (ipc.MAX_REQUEST_BYTES + 1),
+])
+def test_malformed_requests_raise_wire_error(text):
+    with pytest.raises(ipc.WireError):
+        ipc.parse_request(ipc.Method.ACQUIRE_TOKEN_SILENTLY, text)
+
+
+def test_token_result_has_every_field_pymsalruntime_requires_and_hides_tokens():
+    result = ipc.TokenResult(
+        access_token="secret-at", id_token="a.b.c",
+        client_info=ipc.encode_client_info("oid", "tid"), expires_on=1767225600.5,
+        granted_scopes=("https://storage.azure.com/.default",), account=ACCOUNT)
+    wire = result.to_wire()["brokerTokenResponse"]
+    for key in ("accessToken", "accessTokenType", "clientInfo", "idToken", "expiresOn",
+                "extendedExpiresOn"):
+        assert key in wire
+    assert wire["expiresOn"] == 1767225600500
+    assert "secret-at" not in repr(result)
+    back = ipc.parse_response(ipc.Method.ACQUIRE_TOKEN_SILENTLY, ipc.encode(result.to_wire()))
+    assert back.access_token == "secret-at" and back.account == ACCOUNT
+
+
+def test_errors_are_objects_in_the_right_place_and_round_trip():
+    err = ipc.BrokerError(ipc.Status.INTERACTION_REQUIRED, "sign in needed", error_code=50076)
+    token_wire = err.to_wire(ipc.Method.ACQUIRE_TOKEN_SILENTLY)
+    assert set(token_wire["brokerTokenResponse"]["error"]) >= {
+        "status", "errorCode", "tag", "context", "subStatus"}
+    assert isinstance(token_wire["brokerTokenResponse"]["error"]["tag"], int)
+    assert "error" in err.to_wire(ipc.Method.GET_ACCOUNTS)
+    with pytest.raises(ipc.BrokerError) as raised:
+        ipc.parse_response(ipc.Method.ACQUIRE_TOKEN_SILENTLY, ipc.encode(token_wire))
+    assert raised.value.status == ipc.Status.INTERACTION_REQUIRED
+    assert raised.value.error_code == 50076
+
+
+def test_status_23_cannot_be_expressed():
+    assert 23 not in ipc.Status._value2member_map_
+    assert 12 not in ipc.Status._value2member_map_
