@@ -1,0 +1,39 @@
+"""The authority's shared state, handed to every request handler via the aiohttp app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from authbroker.authority import errors
+from authbroker.authority.directory import Clients, Directory, TenantScope
+from authbroker.authority.flows import Flows
+from authbroker.authority.tokens import Minter
+
+
+@dataclass
+class Authority:
+    directory: Directory
+    clients: Clients
+    minter: Minter
+    flows: Flows = field(default_factory=Flows)
+    device_interval: int = 1
+    base_url: str = ""  # set once the socket is bound: https://127.0.0.1:PORT
+
+    def tenant(self, segment: str) -> TenantScope:
+        scope = self.directory.tenant_scope(segment)
+        if scope is None:
+            raise errors.unknown_tenant(segment[:100])
+        return scope
+
+    def check_client(self, client_id: str) -> None:
+        if not self.clients.known(client_id):
+            raise errors.unknown_client(client_id[:100])
+
+
+STATE_KEY = web.AppKey("authority", Authority)
+
+
+def authority_of(request: web.Request) -> Authority:
+    return request.app[STATE_KEY]
