@@ -1,0 +1,412 @@
+"""Clients of the Broker1 daemon: ``BrokerClient`` (blocking) and ``AsyncBrokerClient`` (asyncio).
+
+Both are thin twins over one sans-I/O core (:class:`Broker1Calls`) that builds the D-Bus
+messages from ``ipc`` requests and turns replies into ``ipc`` results or errors; the twins only
+move messages. Replies carrying an error object raise ``ipc.BrokerError``; a missing bus or
+broker, a timeout or a lost connection raise ``BrokerUnavailableError``; a reply that breaks the
+protocol raises ``BrokerProtocolError``.
+
+Interactive calls listen for the daemon's device-code prompt (a signal on ``ipc.UI_INTERFACE``
+carrying the call's correlation id) while the call runs, and hand it to ``on_device_code``;
+the default prints the prompt's message to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import inspect
+import json
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from jeepney import DBusAddress, HeaderFields, MatchRule, Message, MessageType, new_method_call
+from jeepney.bus_messages import message_bus
+from jeepney.io import asyncio as jasyncio
+from jeepney.io import blocking as jblocking
+from jeepney.io.common import RouterClosed
+
+from authbroker import ipc
+from authbroker.daemon.api import DeviceCodePrompt
+from authbroker.errors import BrokerProtocolError, BrokerUnavailableError
+
+__all__ = ["AsyncBrokerClient", "Broker1Calls", "BrokerClient", "DeviceCodePrompt",
+           "print_device_code"]
+
+log = logging.getLogger(__name__)
+
+DeviceCodeCallback = Callable[[DeviceCodePrompt], Awaitable[None] | None]
+
+_START_HINT = "start it with 'authbroker daemon', or run 'authbroker install-service' once"
+_UNAVAILABLE_ERRORS = {
+    "org.freedesktop.DBus.Error.ServiceUnknown",
+    "org.freedesktop.DBus.Error.NameHasNoOwner",
+    "org.freedesktop.DBus.Error.NoReply",
+    "org.freedesktop.DBus.Error.Timeout",
+    "org.freedesktop.DBus.Error.TimedOut",
+    "org.freedesktop.DBus.Error.Disconnected",
+    "org.freedesktop.DBus.Error.NoServer",
+}
+
+
+def print_device_code(prompt: DeviceCodePrompt) -> None:
+    """The default ``on_device_code``: show the sign-in instructions on stderr."""
+    print(prompt.message or f"To sign in, open {prompt.verification_uri} and enter the code "
+          f"{prompt.user_code}", file=sys.stderr, flush=True)
+
+
+class Broker1Calls:
+    """Sans-I/O: Broker1 messages out, typed results in. Shared by both clients."""
+
+    def __init__(self, bus_name: str = ipc.BUS_NAME) -> None:
+        self.bus_name = bus_name
+        self.broker = DBusAddress(ipc.OBJECT_PATH, bus_name=bus_name, interface=ipc.INTERFACE)
+        self.peer = DBusAddress(ipc.OBJECT_PATH, bus_name=bus_name, interface=ipc.PEER_INTERFACE)
+
+    # -- requests
+    def call(self, method: ipc.Method, request: ipc.Request,
+             correlation_id: str | None = None) -> tuple[str, Message]:
+        correlation_id = correlation_id or str(uuid.uuid4())
+        body = (ipc.PROTOCOL_VERSION, correlation_id, ipc.encode(request.to_wire()))
+        return correlation_id, new_method_call(self.broker, method.value, "sss", body)
+
+    @staticmethod
+    def silent_request(auth: ipc.AuthParameters) -> ipc.TokenRequest:
+        auth = dataclasses.replace(
+            auth, authorization_type=ipc.AuthorizationType.CACHED_REFRESH_TOKEN)
+        return ipc.TokenRequest(auth=auth)
+
+    @staticmethod
+    def interactive_request(auth: ipc.AuthParameters,
+                            parent_window_handle: int) -> ipc.TokenRequest:
+        auth = dataclasses.replace(auth, authorization_type=ipc.AuthorizationType.INTERACTIVE,
+                                   parent_window=parent_window_handle,
+                                   is_sign_in=auth.account is None or auth.is_sign_in)
+        return ipc.TokenRequest(auth=auth, parent_window_handle=parent_window_handle)
+
+    def ping(self) -> Message:
+        return new_method_call(self.peer, "Ping")
+
+    def prompt_rules(self, correlation_id: str) -> tuple[MatchRule, MatchRule]:
+        """(rule for the bus's AddMatch, rule for the local filter) of one call's prompts.
+
+        The bus resolves ``sender`` from the well-known name to its owner; the local filter
+        sees the owner's unique name, so it matches on the correlation id instead.
+        """
+        def rule(sender: str | None) -> MatchRule:
+            r = MatchRule(type="signal", sender=sender, interface=ipc.UI_INTERFACE,
+                          member=ipc.DEVICE_CODE_SIGNAL, path=ipc.OBJECT_PATH)
+            r.add_arg_condition(0, correlation_id)
+            return r
+        return rule(self.bus_name), rule(None)
+
+    # -- replies
+    @staticmethod
+    def prompt(signal: Message) -> DeviceCodePrompt | None:
+        try:
+            obj = json.loads(signal.body[1])
+            return DeviceCodePrompt.from_wire(obj) if isinstance(obj, dict) else None
+        except (ValueError, IndexError, TypeError):
+            return None
+
+    @staticmethod
+    def check(reply: Message, what: str) -> tuple:
+        """The body of a method return; bus errors become authbroker errors."""
+        if reply.header.message_type is MessageType.error:
+            name = reply.header.fields.get(HeaderFields.error_name, "")
+            text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
+            if name in _UNAVAILABLE_ERRORS or name.startswith("org.freedesktop.DBus.Error.Spawn"):
+                raise BrokerUnavailableError(f"no broker answered {what} ({name})",
+                                             hint=_START_HINT)
+            raise BrokerProtocolError(f"the broker failed {what} with D-Bus error {name}: {text}")
+        return tuple(reply.body)
+
+    def result(self, method: ipc.Method, reply: Message) -> ipc.Result:
+        body = self.check(reply, method.value)
+        if len(body) != 1 or not isinstance(body[0], str):
+            raise BrokerProtocolError(f"the broker's {method.value} reply is not one string")
+        try:
+            return ipc.parse_response(method, body[0])
+        except ipc.WireError as exc:
+            raise BrokerProtocolError(f"the broker's {method.value} reply is malformed: {exc}") \
+                from None
+
+    @staticmethod
+    def timed_out(what: str, timeout: float) -> BrokerUnavailableError:
+        return BrokerUnavailableError(f"the broker did not answer {what} within {timeout:g} s",
+                                      hint="see the broker's log (journalctl --user -u "
+                                      "authbroker-broker)")
+
+    @staticmethod
+    def no_bus(exc: BaseException) -> BrokerUnavailableError:
+        return BrokerUnavailableError(
+            f"cannot connect to the D-Bus session bus ({type(exc).__name__}: {exc})",
+            hint="is DBUS_SESSION_BUS_ADDRESS set? the broker needs a desktop or "
+            "'dbus-run-session'")
+
+    @staticmethod
+    def lost(exc: BaseException) -> BrokerUnavailableError:
+        return BrokerUnavailableError(f"lost the D-Bus connection ({type(exc).__name__})")
+
+
+def _typed(result: ipc.Result, cls: type) -> Any:
+    if not isinstance(result, cls):
+        raise BrokerProtocolError(f"unexpected reply type {type(result).__name__}")
+    return result
+
+
+class BrokerClient:
+    """Blocking client. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, *, bus: str = "SESSION", timeout: float = ipc.CLIENT_CALL_TIMEOUT_S,
+                 bus_name: str = ipc.BUS_NAME) -> None:
+        self.bus = bus
+        self.timeout = timeout
+        self.calls = Broker1Calls(bus_name)
+        self._conn: jblocking.DBusConnection | None = None
+
+    def __enter__(self) -> BrokerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _connection(self) -> jblocking.DBusConnection:
+        if self._conn is None:
+            try:
+                self._conn = jblocking.open_dbus_connection(self.bus)
+            except (OSError, KeyError, ValueError, TimeoutError) as exc:
+                raise self.calls.no_bus(exc) from None
+        return self._conn
+
+    def _roundtrip(self, msg: Message, what: str, timeout: float | None = None,
+                   on_signal: Callable[[Message], None] | None = None,
+                   signal_rule: MatchRule | None = None) -> Message:
+        conn = self._connection()
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        serial = next(conn.outgoing_serial)
+        try:
+            conn.send(msg, serial=serial)
+            while True:
+                incoming = conn.receive(timeout=max(0.0, deadline - time.monotonic()))
+                if incoming.header.fields.get(HeaderFields.reply_serial) == serial:
+                    return incoming
+                if on_signal is not None and signal_rule is not None \
+                        and signal_rule.matches(incoming):
+                    on_signal(incoming)
+        except TimeoutError:
+            self.close()  # a late reply must not be taken for the next call's
+            raise self.calls.timed_out(what, timeout) from None
+        except (OSError, EOFError) as exc:
+            self.close()
+            raise self.calls.lost(exc) from None
+
+    def _bus(self, method: str, *args: Any) -> tuple:
+        msg = getattr(message_bus, method)(*args)
+        return self.calls.check(self._roundtrip(msg, method, min(self.timeout, 25.0)), method)
+
+    def _call(self, method: ipc.Method, request: ipc.Request) -> ipc.Result:
+        _cid, msg = self.calls.call(method, request)
+        return self.calls.result(method, self._roundtrip(msg, method.value))
+
+    # -- API
+    def ping(self) -> float:
+        """Ping the broker (starting it if it is activatable); the round trip in seconds."""
+        started = time.monotonic()
+        self.calls.check(self._roundtrip(self.calls.ping(), "Ping"), "Ping")
+        return time.monotonic() - started
+
+    def is_available(self) -> bool:
+        """Whether a broker owns the name or the bus can start one."""
+        try:
+            names = set(self._bus("ListNames")[0]) | set(self._bus("ListActivatableNames")[0])
+        except BrokerUnavailableError:
+            return False
+        return self.calls.bus_name in names
+
+    def get_accounts(self, client_id: str) -> list[ipc.Account]:
+        result = self._call(ipc.Method.GET_ACCOUNTS, ipc.GetAccountsRequest(client_id))
+        return list(_typed(result, ipc.AccountsResult).accounts)
+
+    def acquire_token_silently(self, auth: ipc.AuthParameters) -> ipc.TokenResult:
+        result = self._call(ipc.Method.ACQUIRE_TOKEN_SILENTLY, self.calls.silent_request(auth))
+        return _typed(result, ipc.TokenResult)
+
+    def acquire_token_interactively(
+        self, auth: ipc.AuthParameters, parent_window_handle: int = 1,
+        on_device_code: Callable[[DeviceCodePrompt], None] | None = print_device_code,
+    ) -> ipc.TokenResult:
+        method = ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY
+        request = self.calls.interactive_request(auth, parent_window_handle)
+        cid, msg = self.calls.call(method, request)
+        bus_rule, local_rule = self.calls.prompt_rules(cid)
+
+        def on_signal(signal: Message) -> None:
+            prompt = self.calls.prompt(signal)
+            if prompt is not None and on_device_code is not None:
+                try:
+                    on_device_code(prompt)
+                except Exception as exc:
+                    log.warning("on_device_code failed: %s", type(exc).__name__)
+
+        self._bus("AddMatch", bus_rule)
+        try:
+            reply = self._roundtrip(msg, method.value, on_signal=on_signal, signal_rule=local_rule)
+        finally:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._bus("RemoveMatch", bus_rule)
+        return _typed(self.calls.result(method, reply), ipc.TokenResult)
+
+    def remove_account(self, account: ipc.Account, client_id: str = "") -> None:
+        _typed(self._call(ipc.Method.REMOVE_ACCOUNT, ipc.RemoveAccountRequest(account, client_id)),
+               ipc.OkResult)
+
+    def cancel_interactive_flow(self) -> None:
+        _typed(self._call(ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest()), ipc.OkResult)
+
+    def get_linux_broker_version(self, client_id: str = "") -> str:
+        result = self._call(ipc.Method.GET_LINUX_BROKER_VERSION,
+                            ipc.OpaqueRequest({"clientId": client_id}))
+        return _typed(result, ipc.VersionResult).version
+
+
+class AsyncBrokerClient:
+    """The asyncio twin of :class:`BrokerClient` (``async with``, or ``await aclose()``)."""
+
+    def __init__(self, *, bus: str = "SESSION", timeout: float = ipc.CLIENT_CALL_TIMEOUT_S,
+                 bus_name: str = ipc.BUS_NAME) -> None:
+        self.bus = bus
+        self.timeout = timeout
+        self.calls = Broker1Calls(bus_name)
+        self._conn: jasyncio.DBusConnection | None = None
+        self._router: jasyncio.DBusRouter | None = None
+
+    async def __aenter__(self) -> AsyncBrokerClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        router, conn, self._router, self._conn = self._router, self._conn, None, None
+        if router is not None:
+            with contextlib.suppress(Exception):
+                await router.__aexit__(None, None, None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _connection(self) -> jasyncio.DBusRouter:
+        if self._router is None:
+            try:
+                self._conn = await jasyncio.open_dbus_connection(self.bus)
+            except (OSError, KeyError, ValueError, EOFError, TimeoutError) as exc:
+                raise self.calls.no_bus(exc) from None
+            self._router = jasyncio.DBusRouter(self._conn)
+        return self._router
+
+    async def _roundtrip(self, msg: Message, what: str, timeout: float | None = None) -> Message:
+        router = await self._connection()
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(router.send_and_get_reply(msg), timeout)
+        except TimeoutError:
+            raise self.calls.timed_out(what, timeout) from None
+        except (RouterClosed, OSError, EOFError) as exc:
+            await self.aclose()
+            raise self.calls.lost(exc) from None
+
+    async def _bus(self, method: str, *args: Any) -> tuple:
+        msg = getattr(message_bus, method)(*args)
+        return self.calls.check(await self._roundtrip(msg, method, min(self.timeout, 25.0)),
+                                method)
+
+    async def _call(self, method: ipc.Method, request: ipc.Request) -> ipc.Result:
+        _cid, msg = self.calls.call(method, request)
+        return self.calls.result(method, await self._roundtrip(msg, method.value))
+
+    # -- API
+    async def ping(self) -> float:
+        started = time.monotonic()
+        self.calls.check(await self._roundtrip(self.calls.ping(), "Ping"), "Ping")
+        return time.monotonic() - started
+
+    async def is_available(self) -> bool:
+        try:
+            names = set((await self._bus("ListNames"))[0])
+            names |= set((await self._bus("ListActivatableNames"))[0])
+        except BrokerUnavailableError:
+            return False
+        return self.calls.bus_name in names
+
+    async def get_accounts(self, client_id: str) -> list[ipc.Account]:
+        result = await self._call(ipc.Method.GET_ACCOUNTS, ipc.GetAccountsRequest(client_id))
+        return list(_typed(result, ipc.AccountsResult).accounts)
+
+    async def acquire_token_silently(self, auth: ipc.AuthParameters) -> ipc.TokenResult:
+        request = self.calls.silent_request(auth)
+        return _typed(await self._call(ipc.Method.ACQUIRE_TOKEN_SILENTLY, request),
+                      ipc.TokenResult)
+
+    async def acquire_token_interactively(
+        self, auth: ipc.AuthParameters, parent_window_handle: int = 1,
+        on_device_code: DeviceCodeCallback | None = print_device_code,
+    ) -> ipc.TokenResult:
+        method = ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY
+        request = self.calls.interactive_request(auth, parent_window_handle)
+        cid, msg = self.calls.call(method, request)
+        bus_rule, local_rule = self.calls.prompt_rules(cid)
+        router = await self._connection()
+        signals: asyncio.Queue[Message | None] = asyncio.Queue()
+
+        async def relay() -> None:
+            while (signal := await signals.get()) is not None:
+                prompt = self.calls.prompt(signal)
+                if prompt is not None and on_device_code is not None:
+                    try:
+                        shown = on_device_code(prompt)
+                        if inspect.isawaitable(shown):
+                            await shown
+                    except Exception as exc:
+                        log.warning("on_device_code failed: %s", type(exc).__name__)
+
+        with router.filter(local_rule, queue=signals):
+            await self._bus("AddMatch", bus_rule)
+            relay_task = asyncio.create_task(relay())
+            try:
+                reply = await self._roundtrip(msg, method.value)
+            finally:
+                signals.put_nowait(None)  # prompts that came before the reply are shown first
+                try:
+                    await asyncio.wait_for(relay_task, 5.0)
+                except (TimeoutError, asyncio.CancelledError):
+                    relay_task.cancel()
+                if self._router is not None:
+                    with contextlib.suppress(Exception):
+                        await self._bus("RemoveMatch", bus_rule)
+        return _typed(self.calls.result(method, reply), ipc.TokenResult)
+
+    async def remove_account(self, account: ipc.Account, client_id: str = "") -> None:
+        request = ipc.RemoveAccountRequest(account, client_id)
+        _typed(await self._call(ipc.Method.REMOVE_ACCOUNT, request), ipc.OkResult)
+
+    async def cancel_interactive_flow(self) -> None:
+        _typed(await self._call(ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest()),
+               ipc.OkResult)
+
+    async def get_linux_broker_version(self, client_id: str = "") -> str:
+        result = await self._call(ipc.Method.GET_LINUX_BROKER_VERSION,
+                                  ipc.OpaqueRequest({"clientId": client_id}))
+        return _typed(result, ipc.VersionResult).version

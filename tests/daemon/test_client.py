@@ -1,0 +1,189 @@
+"""BrokerClient and AsyncBrokerClient against the real D-Bus façade (toy handler), private bus."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from broker_toy import ACCOUNT, CLIENT_INFO, access_token_for, served_toy
+
+from authbroker import ipc
+from authbroker.client import AsyncBrokerClient, BrokerClient
+from authbroker.daemon.api import DeviceCodePrompt
+from authbroker.errors import BrokerUnavailableError
+
+CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+
+
+def auth(*scopes: str, account: ipc.Account | None = None) -> ipc.AuthParameters:
+    return ipc.AuthParameters(client_id=CLIENT_ID, requested_scopes=scopes, account=account)
+
+
+@pytest.fixture
+def toy(dbus_session):
+    with served_toy(dbus_session.address) as served:
+        yield served
+
+
+def test_blocking_client_every_method(toy):
+    with BrokerClient(timeout=10) as client:
+        assert client.ping() < 1.0
+        assert client.is_available()
+        assert client.get_accounts(CLIENT_ID) == [ACCOUNT]
+        token = client.acquire_token_silently(auth("User.Read", account=ACCOUNT))
+        assert token.access_token == access_token_for(("User.Read",))
+        assert token.client_info == CLIENT_INFO
+        assert token.account == ACCOUNT
+        assert token.expires_on > time.time() + 3000  # seconds again after the ms wire format
+        assert "toy-at" not in repr(token)
+        prompts: list[DeviceCodePrompt] = []
+        token = client.acquire_token_interactively(auth("User.Read"), on_device_code=prompts.append)
+        assert token.access_token and [p.user_code for p in prompts] == ["TOYCODE1"]
+        client.remove_account(ACCOUNT, CLIENT_ID)
+        client.cancel_interactive_flow()
+        assert client.get_linux_broker_version(CLIENT_ID) == ipc.BROKER_VERSION
+    sent = {m: req for m, req, _ctx in toy.handler.calls}
+    silent = sent[ipc.Method.ACQUIRE_TOKEN_SILENTLY]
+    interactive = sent[ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY]
+    assert silent.auth.authorization_type == ipc.AuthorizationType.CACHED_REFRESH_TOKEN
+    assert silent.auth.account == ACCOUNT
+    assert interactive.auth.authorization_type == ipc.AuthorizationType.INTERACTIVE
+    assert interactive.parent_window_handle == 1 and interactive.auth.is_sign_in
+    assert sent[ipc.Method.REMOVE_ACCOUNT].account == ACCOUNT
+    # every call carries its own correlation id
+    ids = [ctx.correlation_id for _m, _r, ctx in toy.handler.calls]
+    assert len(set(ids)) == len(ids)
+
+
+def test_error_objects_are_raised_as_broker_errors(toy):
+    with BrokerClient(timeout=10) as client:
+        with pytest.raises(ipc.BrokerError) as info:
+            client.acquire_token_silently(auth("needs-ui"))
+        assert info.value.status == ipc.Status.INTERACTION_REQUIRED
+        assert info.value.error_code == 50076
+        assert "sign in first" in info.value.context
+        with pytest.raises(ipc.BrokerError) as info:
+            client.acquire_token_silently(auth("crash"))
+        assert info.value.status == ipc.Status.UNEXPECTED
+        assert client.get_accounts(CLIENT_ID)  # the connection is still good
+
+
+def test_default_device_code_prompt_goes_to_stderr(toy, capfd):
+    with BrokerClient(timeout=10) as client:
+        client.acquire_token_interactively(auth("User.Read"))
+    out, err = capfd.readouterr()
+    assert out == ""
+    assert "https://127.0.0.1/devicelogin" in err and "TOYCODE1" in err
+
+
+def test_no_broker_is_unavailable(dbus_session):
+    with BrokerClient(timeout=5) as client:
+        assert not client.is_available()
+        with pytest.raises(BrokerUnavailableError, match="ServiceUnknown"):
+            client.get_accounts(CLIENT_ID)
+        with pytest.raises(BrokerUnavailableError):
+            client.ping()
+
+
+def test_activatable_counts_as_available(dbus_session):
+    dbus_session.write_service_file(ipc.BUS_NAME, ["/bin/false"])
+    with BrokerClient(timeout=5) as client:
+        assert client.is_available()
+        with pytest.raises(BrokerUnavailableError, match="Spawn"):
+            client.ping()
+
+
+def test_no_bus_is_unavailable(monkeypatch, tmp_path):
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path}/no-such-bus")
+    with BrokerClient(timeout=2) as client:
+        assert not client.is_available()
+        with pytest.raises(BrokerUnavailableError, match="session bus") as info:
+            client.get_accounts(CLIENT_ID)
+        assert info.value.hint
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS")
+    with BrokerClient(timeout=2) as client, pytest.raises(BrokerUnavailableError):
+        client.ping()
+
+
+def test_timeout_raises_and_the_client_recovers(toy):
+    with BrokerClient(timeout=0.5) as client:
+        started = time.monotonic()
+        with pytest.raises(BrokerUnavailableError, match="within 0.5 s"):
+            client.acquire_token_silently(auth("slow:1.5"))
+        assert time.monotonic() - started < 1.2
+        client.timeout = 10
+        time.sleep(1.2)  # the late reply arrives on the old (closed) connection, not this one
+        token = client.acquire_token_silently(auth("User.Read"))
+        assert token.access_token == access_token_for(("User.Read",))
+
+
+def test_async_client_every_method(toy):
+    async def main() -> list[DeviceCodePrompt]:
+        prompts: list[DeviceCodePrompt] = []
+
+        async def show(prompt: DeviceCodePrompt) -> None:
+            await asyncio.sleep(0.05)
+            prompts.append(prompt)
+
+        async with AsyncBrokerClient(timeout=10) as client:
+            assert await client.ping() < 1.0
+            assert await client.is_available()
+            assert await client.get_accounts(CLIENT_ID) == [ACCOUNT]
+            token = await client.acquire_token_silently(auth("User.Read", account=ACCOUNT))
+            assert token.access_token == access_token_for(("User.Read",))
+            token = await client.acquire_token_interactively(auth("User.Read"),
+                                                             on_device_code=show)
+            assert token.account == ACCOUNT
+            assert [p.user_code for p in prompts] == ["TOYCODE1"]  # shown before returning
+            await client.remove_account(ACCOUNT, CLIENT_ID)
+            await client.cancel_interactive_flow()
+            assert await client.get_linux_broker_version() == ipc.BROKER_VERSION
+            with pytest.raises(ipc.BrokerError) as info:
+                await client.acquire_token_silently(auth("needs-ui"))
+            assert info.value.status == ipc.Status.INTERACTION_REQUIRED
+        return prompts
+
+    assert len(asyncio.run(main())) == 1
+    assert {m for m, _r, _c in toy.handler.calls} == {
+        ipc.Method.GET_ACCOUNTS, ipc.Method.ACQUIRE_TOKEN_SILENTLY,
+        ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY, ipc.Method.REMOVE_ACCOUNT,
+        ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.Method.GET_LINUX_BROKER_VERSION}
+
+
+def test_async_client_runs_calls_concurrently(toy):
+    async def main() -> tuple[float, float]:
+        async with AsyncBrokerClient(timeout=10) as client:
+            started = time.monotonic()
+            slow = asyncio.create_task(client.acquire_token_silently(auth("slow:1.5")))
+            await client.get_accounts(CLIENT_ID)
+            fast_done = time.monotonic() - started
+            assert not slow.done()
+            await slow
+            return fast_done, time.monotonic() - started
+
+    fast, slow = asyncio.run(main())
+    assert fast < 0.5 <= 1.5 <= slow
+
+
+def test_async_client_unavailable(dbus_session, monkeypatch, tmp_path):
+    async def main() -> None:
+        async with AsyncBrokerClient(timeout=5) as client:
+            assert not await client.is_available()
+            with pytest.raises(BrokerUnavailableError):
+                await client.get_accounts(CLIENT_ID)
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path}/nothing")
+        async with AsyncBrokerClient(timeout=2) as client:
+            with pytest.raises(BrokerUnavailableError, match="session bus"):
+                await client.ping()
+
+    asyncio.run(main())
+
+
+def test_blocking_client_needs_no_event_loop(toy):
+    # usable from inside a running event loop's thread too (e.g. a sync callback in async code)
+    async def main() -> str:
+        with BrokerClient(timeout=10) as client:
+            return client.get_linux_broker_version()
+
+    assert asyncio.run(main()) == ipc.BROKER_VERSION
