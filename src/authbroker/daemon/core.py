@@ -1,0 +1,304 @@
+"""The broker core: accounts, default account, token calls, sign-in; implements api.Handler.
+
+``BrokerCore(store, settings)`` answers typed ``ipc`` requests (the D-Bus façade in service.py
+parses and replies). State is one document persisted through the store after every change::
+
+    {"core": 1, "msalCache": "<msal SerializableTokenCache>",
+     "accounts": [<ipc.Account wire object> + {"lastSignIn": epoch s}, ...],
+     "defaultAccount": "<homeAccountId>" | null}
+
+The default account is the one chosen with :meth:`BrokerCore.set_default_account`, else the
+most recently signed-in one. Concurrent identical silent requests share one msal call (key:
+client id, authority, account, scopes, claims). Every blocking call (store, msal, network) runs
+in the core's thread executor; the event loop never waits on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, Protocol, TypeVar
+
+from authbroker import ipc
+from authbroker.config import Settings, setting
+from authbroker.daemon import ui
+from authbroker.daemon.api import CallContext
+from authbroker.daemon.engine import TokenEngine, split_claims
+
+log = logging.getLogger(__name__)
+
+DOCUMENT_VERSION = 1
+T = TypeVar("T")
+
+
+class DocumentStore(Protocol):
+    def load(self) -> dict[str, Any]: ...
+
+    def save(self, doc: dict[str, Any]) -> None: ...
+
+
+class BrokerCore:
+    """The Broker1 handler. ``store`` may be None (nothing persists: tests, ``--ephemeral``)."""
+
+    def __init__(
+        self,
+        store: DocumentStore | None,
+        settings: Settings | None = None,
+        *,
+        sign_in_timeout: float | None = None,
+        http_client: Any = None,
+        open_url: Callable[[str], bool] | None = None,
+    ) -> None:
+        settings = settings or Settings.load()
+        self.store = store
+        self.ui_mode = getattr(settings, "ui", None)
+        timeout = sign_in_timeout or getattr(settings, "sign_in_timeout", None)
+        self.sign_in_timeout = float(
+            timeout or setting("sign_in_timeout", str(ui.DEFAULT_TIMEOUT_S)) or 240
+        )
+        self.engine = TokenEngine(getattr(settings, "authority", None), http_client=http_client)
+        self._open_url = open_url
+        self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="authbroker-core")
+        self._accounts: dict[str, dict[str, Any]] = {}
+        self._default: str | None = None
+        self._loaded = False
+        self._load_lock = asyncio.Lock()
+        self._save_lock = asyncio.Lock()
+        self._inflight: dict[tuple[Any, ...], asyncio.Future[ipc.TokenResult]] = {}
+        self._sign_ins: set[ui.SignIn] = set()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    async def start(self) -> None:
+        """Load the store (done lazily by the first call otherwise)."""
+        async with self._load_lock:
+            if self._loaded:
+                return
+            doc = await self._run(self.store.load) if self.store else {}
+            self._apply_document(doc)
+            self._loaded = True
+            log.info("broker state loaded: %d account(s)", len(self._accounts))
+
+    def _apply_document(self, doc: dict[str, Any]) -> None:
+        if doc.get("core", DOCUMENT_VERSION) != DOCUMENT_VERSION:
+            log.error("the store holds an unknown document version; starting empty")
+            return
+        try:
+            self.engine.load_cache(doc.get("msalCache"))
+        except ValueError:
+            log.error("the store's token cache is unreadable; starting with an empty cache")
+        for entry in doc.get("accounts") or []:
+            try:
+                account = ipc.Account.from_wire(entry)
+            except ipc.WireError as exc:
+                log.error("skipping an unreadable account in the store: %s", exc)
+                continue
+            self._accounts[account.home_account_id] = dict(
+                entry, homeAccountId=account.home_account_id
+            )
+        default = doc.get("defaultAccount")
+        self._default = default if default in self._accounts else None
+
+    def _document(self) -> dict[str, Any]:
+        return {
+            "core": DOCUMENT_VERSION,
+            "msalCache": self.engine.serialize_cache(),
+            "accounts": list(self._accounts.values()),
+            "defaultAccount": self._default,
+        }
+
+    async def _persist(self, *, force: bool = False) -> None:
+        if self.store is None:
+            return
+        async with self._save_lock:
+            if not force and not self.engine.cache.has_state_changed:
+                return
+            doc = self._document()
+            await self._run(self.store.save, doc)
+
+    async def aclose(self) -> None:
+        for sign_in in list(self._sign_ins):
+            sign_in.cancel()
+        if self._loaded:
+            await self._persist()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- dispatch -----------------------------------------------------------------------------
+
+    async def handle(
+        self, method: ipc.Method, request: ipc.Request, ctx: CallContext
+    ) -> ipc.Result:
+        await self.start()
+        if method is ipc.Method.GET_ACCOUNTS:
+            return ipc.AccountsResult(tuple(self.accounts()))
+        if method is ipc.Method.ACQUIRE_TOKEN_SILENTLY:
+            assert isinstance(request, ipc.TokenRequest)
+            return await self.acquire_silent(request.auth, ctx)
+        if method is ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY:
+            assert isinstance(request, ipc.TokenRequest)
+            return await self.acquire_interactive(request.auth, ctx)
+        if method is ipc.Method.REMOVE_ACCOUNT:
+            assert isinstance(request, ipc.RemoveAccountRequest)
+            await self.remove_account(request.account.home_account_id)
+            return ipc.OkResult()
+        if method is ipc.Method.CANCEL_INTERACTIVE_FLOW:
+            self.cancel_interactive(ctx)
+            return ipc.OkResult()
+        if method is ipc.Method.GET_LINUX_BROKER_VERSION:
+            return ipc.VersionResult()
+        raise ipc.BrokerError(
+            ipc.Status.UNEXPECTED,
+            f"{method} is not supported yet by authbroker",
+            tag=f"core.unsupported.{method}",
+        )
+
+    # -- accounts -----------------------------------------------------------------------------
+
+    def accounts(self) -> list[ipc.Account]:
+        """Signed-in accounts, the default first, then the most recently signed-in."""
+        ordered = sorted(
+            self._accounts.values(),
+            key=lambda a: (a["homeAccountId"] != self._default, -float(a.get("lastSignIn", 0))),
+        )
+        return [ipc.Account.from_wire(a) for a in ordered]
+
+    @property
+    def default_account(self) -> str | None:
+        if self._default in self._accounts:
+            return self._default
+        if len(self._accounts) == 1:
+            return next(iter(self._accounts))
+        return None
+
+    async def set_default_account(self, home_account_id: str) -> None:
+        await self.start()
+        if home_account_id not in self._accounts:
+            raise ipc.BrokerError(
+                ipc.Status.ACCOUNT_NOT_FOUND,
+                f"no signed-in account {home_account_id}",
+                tag="core.default.unknown",
+            )
+        self._default = home_account_id
+        await self._persist(force=True)
+
+    async def remove_account(self, home_account_id: str) -> None:
+        await self.start()
+        removed = await self._run(self.engine.remove_account, home_account_id)
+        known = self._accounts.pop(home_account_id, None) is not None
+        if self._default == home_account_id:
+            rest = sorted(self._accounts.values(), key=lambda a: -float(a.get("lastSignIn", 0)))
+            self._default = rest[0]["homeAccountId"] if rest else None
+        log.info(
+            "removed account %s (%s, %d cache entries)",
+            home_account_id,
+            "known" if known else "unknown",
+            removed,
+        )
+        await self._persist(force=True)
+
+    def _remember(self, account: ipc.Account | None) -> None:
+        if account is None:
+            return
+        self._accounts[account.home_account_id] = dict(account.to_wire(), lastSignIn=time.time())
+        self._default = account.home_account_id
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    async def acquire_silent(
+        self, auth: ipc.AuthParameters, ctx: CallContext
+    ) -> ipc.TokenResult:
+        await self.start()
+        home_account_id = auth.account.home_account_id if auth.account else self.default_account
+        if not home_account_id:
+            raise ipc.BrokerError(
+                ipc.Status.INTERACTION_REQUIRED,
+                "no account is signed in (or none is the default); sign in interactively",
+                tag="core.silent.no_account",
+            )
+        target = self.engine.target(auth)
+        key = (
+            auth.client_id,
+            target.authority,
+            home_account_id,
+            tuple(sorted(s.lower() for s in auth.requested_scopes)),
+            auth.decoded_claims,
+            auth.force_refresh or bool(auth.access_token_to_renew),
+        )
+        shared = self._inflight.get(key)
+        if shared is None:
+            shared = asyncio.ensure_future(self._silent(auth, home_account_id, ctx))
+            self._inflight[key] = shared
+            shared.add_done_callback(lambda _f: self._inflight.pop(key, None))
+        return await asyncio.shield(shared)
+
+    async def _silent(
+        self, auth: ipc.AuthParameters, home_account_id: str, ctx: CallContext
+    ) -> ipc.TokenResult:
+        try:
+            result = await self._run(self.engine.acquire_silent, auth, home_account_id)
+        except ipc.BrokerError as exc:
+            log.info(
+                "silent %s for %s: status %d (%s)",
+                ctx.correlation_id,
+                auth.client_id,
+                int(exc.status),
+                exc.context,
+            )
+            raise
+        if result.account and result.account.home_account_id not in self._accounts:
+            self._remember(result.account)
+        log.info("silent %s for %s: token for %s", ctx.correlation_id, auth.client_id,
+                 list(auth.requested_scopes))
+        await self._persist()
+        return result
+
+    async def acquire_interactive(
+        self, auth: ipc.AuthParameters, ctx: CallContext
+    ) -> ipc.TokenResult:
+        await self.start()
+        mode = ui.choose_mode(self.ui_mode)
+        target = self.engine.target(auth)
+        claims = split_claims(auth.decoded_claims)
+        app = await self._run(self.engine.app, auth.client_id, target, claims.capabilities)
+        kwargs = {"open_url": self._open_url} if self._open_url else {}
+        interaction = ui.Interaction(app, auth, ctx, self._executor, **kwargs)
+        sign_in = ui.SignIn(ctx.correlation_id, ctx.sender)
+        self._sign_ins.add(sign_in)
+        log.info(
+            "interactive %s for %s at %s (%s)", ctx.correlation_id, auth.client_id,
+            target.authority, mode,
+        )
+        try:
+            msal_result = await sign_in.run(interaction.sign_in(mode), self.sign_in_timeout)
+        finally:
+            self._sign_ins.discard(sign_in)
+        result = await self._run(
+            self.engine.token_result, msal_result, auth.requested_scopes, app, target
+        )
+        self._remember(result.account)
+        log.info(
+            "interactive %s: signed in %s", ctx.correlation_id,
+            result.account.username if result.account else "?",
+        )
+        await self._persist(force=True)
+        return result
+
+    def cancel_interactive(self, ctx: CallContext) -> int:
+        """Cancel the caller's running sign-ins (by correlation id, else sender, else all)."""
+        running = list(self._sign_ins)
+        chosen = [s for s in running if s.correlation_id == ctx.correlation_id] or [
+            s for s in running if ctx.sender and s.sender == ctx.sender
+        ] or running
+        for sign_in in chosen:
+            sign_in.cancel()
+        log.info("cancelInteractiveFlow %s: cancelled %d sign-in(s)", ctx.correlation_id,
+                 len(chosen))
+        return len(chosen)

@@ -1,0 +1,410 @@
+"""The token engine: msal does all talking to the authority.
+
+One ``msal.PublicClientApplication`` (broker disabled) per (client id, authority, client
+capabilities), all sharing one ``msal.SerializableTokenCache`` that the core serializes into the
+store document. Every method here blocks (network, msal locks): the core runs them in a thread
+executor, never on the event loop.
+
+Authority resolution (``resolve_authority``): msal hands pymsalruntime the authority without its
+port, so a request whose authority has the configured authority's host and no port, or no
+authority at all, goes to the configured authority (``AUTHBROKER_AUTHORITY`` / config file), with
+instance discovery off and the request's tenant path segment kept. Other authorities go as given;
+instance discovery stays on only for Microsoft's own hosts.
+
+Errors leave as ``ipc.BrokerError`` whose ``context`` never holds a token.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import jwt
+import msal
+import requests
+from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
+
+from authbroker import ipc
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+DEFAULT_TENANT = "organizations"
+#: msal adds these itself and refuses them in a request.
+RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
+#: Keys of additionalQueryParametersForAuthorization that are client telemetry, not for the IdP.
+TELEMETRY_QUERY_KEYS = frozenset(
+    {"msal_client_sku", "msal_client_ver", "x-client-xtra-sku", "msal_gui_thread"}
+)
+#: Errors after which only a person signing in can help.
+INTERACTION_ERRORS = frozenset(
+    {"invalid_grant", "interaction_required", "login_required", "consent_required"}
+)
+AUTHORITY_SETTING = "AUTHBROKER_AUTHORITY"
+_AADSTS = re.compile(r"AADSTS(\d+)")
+# msal raises RedirectUriError when a broker's error text names these codes; the redirect URI
+# in question is the daemon's, not the app's, so the text spells them differently.
+_REDIRECT_CODES = re.compile(r"AADSTS(50011|7000218)")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a request goes: the authority URL msal gets, and whether to run instance discovery."""
+
+    authority: str  # https://host[:port]/tenant
+    instance_discovery: bool
+
+    @property
+    def environment(self) -> str:
+        """The host as msal records it in the cache (lower case, no port)."""
+        return (urlsplit(self.authority).hostname or "").lower()
+
+    @property
+    def tenant(self) -> str:
+        return urlsplit(self.authority).path.strip("/").split("/")[0]
+
+
+def _split_authority(url: str) -> tuple[str, str | None, int | None, str]:
+    parts = urlsplit(url.strip())
+    if parts.scheme != "https" or not parts.hostname:
+        raise ipc.BrokerError(
+            ipc.Status.INCORRECT_CONFIGURATION,
+            f"the authority {url!r} is not an https URL",
+            tag="engine.authority",
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    tenant = parts.path.strip("/").split("/")[0]
+    return parts.hostname.lower(), parts.netloc, port, tenant
+
+
+def resolve_authority(requested: str, configured: str | None) -> Target:
+    """The authority a request really goes to (see the module docstring)."""
+    if configured:
+        c_host, c_netloc, _c_port, c_tenant = _split_authority(configured)
+        if not requested:
+            return Target(f"https://{c_netloc}/{c_tenant or DEFAULT_TENANT}", False)
+        host, netloc, port, tenant = _split_authority(requested)
+        if host == c_host and port is None:
+            return Target(f"https://{c_netloc}/{tenant or c_tenant or DEFAULT_TENANT}", False)
+    elif not requested:
+        return Target(f"{DEFAULT_AUTHORITY_HOST}/{DEFAULT_TENANT}", True)
+    host, netloc, port, tenant = _split_authority(requested)
+    discovery = host in WELL_KNOWN_AUTHORITY_HOSTS
+    return Target(f"https://{netloc}/{tenant or DEFAULT_TENANT}", discovery)
+
+
+@dataclass(frozen=True)
+class Claims:
+    """A request's ``decodedClaims`` split into client capabilities and a real challenge."""
+
+    capabilities: tuple[str, ...] = ()
+    challenge: str | None = None
+
+
+def split_claims(decoded: str) -> Claims:
+    """``xms_cc`` becomes the app's capabilities (CP1); anything else is a claims challenge."""
+    if not decoded.strip():
+        return Claims()
+    try:
+        claims = json.loads(decoded)
+    except ValueError:
+        raise ipc.BrokerError(
+            ipc.Status.API_CONTRACT_VIOLATION, "decodedClaims is not JSON", tag="engine.claims"
+        ) from None
+    if not isinstance(claims, dict):
+        return Claims(challenge=decoded)
+    capabilities: tuple[str, ...] = ()
+    access = claims.get("access_token")
+    if isinstance(access, dict) and isinstance(access.get("xms_cc"), dict):
+        values = access["xms_cc"].get("values") or []
+        capabilities = tuple(sorted(str(v) for v in values))
+        access = {k: v for k, v in access.items() if k != "xms_cc"}
+        claims = dict(claims, access_token=access) if access else {
+            k: v for k, v in claims.items() if k != "access_token"
+        }
+    return Claims(capabilities, json.dumps(claims) if claims else None)
+
+
+def msal_scopes(scopes: tuple[str, ...]) -> list[str]:
+    return [s for s in scopes if s.lower() not in RESERVED_SCOPES]
+
+
+def authority_query(auth: ipc.AuthParameters) -> dict[str, str]:
+    """Query parameters that travel to the authority (e.g. the MSA passthrough marker)."""
+    return {k: v for k, v in auth.extra_query.items() if k not in TELEMETRY_QUERY_KEYS}
+
+
+def decode_claims(id_token: str) -> dict[str, Any]:
+    """The id_token's payload (signatures are the authority's business, not ours)."""
+    try:
+        claims = jwt.decode(id_token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return {}
+    return claims if isinstance(claims, dict) else {}
+
+
+def account_from(id_claims: Mapping[str, Any], client_info: str, environment: str) -> ipc.Account:
+    uid, utid = ipc.decode_client_info(client_info)
+    name = str(id_claims.get("name") or "")
+    given = str(id_claims.get("given_name") or (name.split(" ", 1)[0] if name else ""))
+    family = str(
+        id_claims.get("family_name") or (name.split(" ", 1)[1] if " " in name else "")
+    )
+    username = str(
+        id_claims.get("preferred_username") or id_claims.get("upn") or id_claims.get("email") or ""
+    )
+    return ipc.Account(
+        home_account_id=f"{uid}.{utid}",
+        local_account_id=str(id_claims.get("oid") or uid),
+        realm=str(id_claims.get("tid") or utid),
+        username=username,
+        environment=environment,
+        name=name,
+        given_name=given,
+        family_name=family,
+        client_info=client_info,
+    )
+
+
+def error_from_result(result: Mapping[str, Any], site: str) -> ipc.BrokerError:
+    """An msal error dict as a BrokerError: 2 when a person must sign in, else 0."""
+    error = str(result.get("error") or "unknown_error")
+    description = str(result.get("error_description") or "").strip()
+    codes = result.get("error_codes")
+    code = 0
+    if isinstance(codes, list) and codes and isinstance(codes[0], int):
+        code = codes[0]
+    elif match := _AADSTS.search(description):
+        code = int(match.group(1))
+    first_line = description.splitlines()[0] if description else ""
+    context = _REDIRECT_CODES.sub(r"AADSTS-\1", f"{error}: {first_line}" if first_line else error)
+    status = ipc.Status.UNEXPECTED
+    if error in INTERACTION_ERRORS:
+        status = ipc.Status.INTERACTION_REQUIRED
+    return ipc.BrokerError(status, context[:1000], error_code=code, tag=site)
+
+
+def unreachable(exc: BaseException, authority: str, site: str) -> ipc.BrokerError:
+    """An authority that cannot be reached, with a doctor-style hint naming the setting."""
+    hint = (
+        f"check that it is running, or set {AUTHORITY_SETTING} (or `authority` in the config "
+        "file) to the authority's URL with its port, e.g. https://127.0.0.1:8443"
+    )
+    if isinstance(exc, requests.exceptions.SSLError):
+        what, status = "its TLS certificate is not trusted", ipc.Status.NO_NETWORK
+        hint = "point REQUESTS_CA_BUNDLE at a bundle that includes the authority's CA"
+    elif isinstance(exc, requests.exceptions.Timeout):
+        what, status = "it did not answer in time", ipc.Status.SERVER_TEMPORARILY_UNAVAILABLE
+    elif isinstance(exc, requests.exceptions.ConnectionError):
+        what, status = "the connection failed", ipc.Status.NO_NETWORK
+    elif isinstance(exc, requests.exceptions.RequestException):
+        what, status = "the request failed", ipc.Status.SERVER_TEMPORARILY_UNAVAILABLE
+    else:  # msal's ValueError("Unable to get authority configuration ...") and the like
+        what, status = "it has no usable OpenID configuration", ipc.Status.UNEXPECTED
+    return ipc.BrokerError(
+        status, f"cannot reach the authority {authority}: {what}; {hint}", tag=site
+    )
+
+
+class TokenEngine:
+    """msal applications over one shared serializable cache. Thread-safe; every call blocks."""
+
+    def __init__(
+        self, configured_authority: str | None = None, *, http_client: Any = None
+    ) -> None:
+        self.configured_authority = configured_authority
+        self.cache = msal.SerializableTokenCache()
+        self._http_client = http_client
+        self._apps: dict[tuple[str, str, tuple[str, ...]], msal.PublicClientApplication] = {}
+        self._http_caches: dict[tuple[str, str, tuple[str, ...]], dict[Any, Any]] = {}
+        self._lock = threading.Lock()
+
+    # -- cache state --------------------------------------------------------------------------
+
+    def load_cache(self, state: str | None) -> None:
+        if state:
+            self.cache.deserialize(state)
+
+    def take_cache_state(self) -> str | None:
+        """The serialized cache if it changed since the last call, else None."""
+        with self._lock:
+            if not self.cache.has_state_changed:
+                return None
+            return self.cache.serialize()
+
+    def serialize_cache(self) -> str:
+        with self._lock:
+            return self.cache.serialize()
+
+    # -- applications -------------------------------------------------------------------------
+
+    def target(self, auth: ipc.AuthParameters) -> Target:
+        return resolve_authority(auth.authority, self.configured_authority)
+
+    def app(
+        self, client_id: str, target: Target, capabilities: tuple[str, ...] = ()
+    ) -> msal.PublicClientApplication:
+        key = (client_id, target.authority, capabilities)
+        with self._lock:
+            app = self._apps.get(key)
+        if app is not None:
+            return app
+        http_cache: dict[Any, Any] = {}
+        try:
+            app = msal.PublicClientApplication(
+                client_id,
+                authority=target.authority,
+                token_cache=self.cache,
+                instance_discovery=target.instance_discovery,
+                client_capabilities=list(capabilities) or None,
+                http_client=self._http_client,
+                http_cache=http_cache,
+            )
+        except (requests.exceptions.RequestException, ValueError) as exc:
+            log.warning("authority %s unreachable: %s", target.authority, type(exc).__name__)
+            raise unreachable(exc, target.authority, "engine.app") from None
+        with self._lock:
+            app = self._apps.setdefault(key, app)
+            self._http_caches.setdefault(key, http_cache)
+        return app
+
+    def forget_http_cache(self) -> None:
+        """Drop msal's memoised HTTP answers (it replays a 400 for 60 s) so a retry retries."""
+        with self._lock:
+            for cache in self._http_caches.values():
+                cache.clear()
+
+    def msal_account(
+        self, app: msal.PublicClientApplication, home_account_id: str
+    ) -> dict[str, Any] | None:
+        return next(
+            (a for a in app.get_accounts() if a.get("home_account_id") == home_account_id), None
+        )
+
+    # -- silent -------------------------------------------------------------------------------
+
+    def acquire_silent(self, auth: ipc.AuthParameters, home_account_id: str) -> ipc.TokenResult:
+        """A cached access token or a refresh through msal; BrokerError status 2 if neither."""
+        target = self.target(auth)
+        claims = split_claims(auth.decoded_claims)
+        app = self.app(auth.client_id, target, claims.capabilities)
+        account = self.msal_account(app, home_account_id)
+        if account is None:
+            raise ipc.BrokerError(
+                ipc.Status.INTERACTION_REQUIRED,
+                f"no signed-in account {home_account_id} at {target.environment}; sign in",
+                tag="engine.silent.account",
+            )
+        force = auth.force_refresh or bool(auth.access_token_to_renew)
+        try:
+            result = app.acquire_token_silent_with_error(
+                msal_scopes(auth.requested_scopes),
+                account,
+                force_refresh=force,
+                claims_challenge=claims.challenge,
+            )
+        except (requests.exceptions.RequestException, ValueError) as exc:
+            self.forget_http_cache()
+            raise unreachable(exc, target.authority, "engine.silent.network") from None
+        if not result:
+            raise ipc.BrokerError(
+                ipc.Status.INTERACTION_REQUIRED,
+                f"no refresh token for client {auth.client_id} and this account; sign in",
+                tag="engine.silent.no_rt",
+            )
+        return self.token_result(result, auth.requested_scopes, app, target, home_account_id)
+
+    # -- results ------------------------------------------------------------------------------
+
+    def token_result(
+        self,
+        result: Mapping[str, Any],
+        requested_scopes: tuple[str, ...],
+        app: msal.PublicClientApplication,
+        target: Target,
+        home_account_id: str | None = None,
+    ) -> ipc.TokenResult:
+        """An msal result as a wire TokenResult (or the BrokerError it carries)."""
+        if "error" in result:
+            self.forget_http_cache()
+            raise error_from_result(result, "engine.result")
+        access_token = result.get("access_token")
+        if not access_token:
+            raise ipc.BrokerError(
+                ipc.Status.UNEXPECTED, "the authority returned no access token", tag="engine.no_at"
+            )
+        id_token = str(result.get("id_token") or "")
+        id_claims = dict(result.get("id_token_claims") or {})
+        if not id_token and home_account_id:
+            id_token = self._cached_id_token(app, target, home_account_id)
+        if id_token and not id_claims:
+            id_claims = decode_claims(id_token)
+        client_info = str(result.get("client_info") or "")
+        if not client_info:
+            oid, tid = id_claims.get("oid") or id_claims.get("sub"), id_claims.get("tid")
+            if not (oid and tid) and home_account_id and "." in home_account_id:
+                oid, tid = home_account_id.split(".", 1)
+            if not (oid and tid):
+                raise ipc.BrokerError(
+                    ipc.Status.UNEXPECTED,
+                    "the authority's answer names no account (no client_info, oid or tid)",
+                    tag="engine.no_account",
+                )
+            client_info = ipc.encode_client_info(str(oid), str(tid))
+        now = time.time()
+        expires_in = float(result.get("expires_in") or 3600)
+        ext = float(result.get("ext_expires_in") or expires_in)
+        return ipc.TokenResult(
+            access_token=str(access_token),
+            id_token=id_token,
+            client_info=client_info,
+            expires_on=now + expires_in,
+            extended_expires_on=now + ext,
+            granted_scopes=tuple(requested_scopes),
+            account=account_from(id_claims, client_info, target.environment),
+        )
+
+    def _cached_id_token(
+        self, app: msal.PublicClientApplication, target: Target, home_account_id: str
+    ) -> str:
+        query = {
+            "home_account_id": home_account_id,
+            "environment": target.environment,
+            "client_id": app.client_id,
+        }
+        for entry in self.cache.search(msal.TokenCache.CredentialType.ID_TOKEN, query=query):
+            return str(entry.get("secret") or "")
+        return ""
+
+    # -- accounts -----------------------------------------------------------------------------
+
+    def remove_account(self, home_account_id: str) -> int:
+        """Forget an account's refresh, access and id tokens for every app; returns the count."""
+        cache = self.cache
+        kinds = [
+            (msal.TokenCache.CredentialType.REFRESH_TOKEN, cache.remove_rt),
+            (msal.TokenCache.CredentialType.ACCESS_TOKEN, cache.remove_at),
+            (msal.TokenCache.CredentialType.ID_TOKEN, cache.remove_idt),
+            (msal.TokenCache.CredentialType.ACCOUNT, cache.remove_account),
+        ]
+        removed = 0
+        for kind, remove in kinds:
+            for entry in list(cache.search(kind, query={"home_account_id": home_account_id})):
+                remove(entry)
+                removed += 1
+        return removed
+
+    def has_refresh_token(self, home_account_id: str) -> bool:
+        query = {"home_account_id": home_account_id}
+        kind = msal.TokenCache.CredentialType.REFRESH_TOKEN
+        return any(True for _ in self.cache.search(kind, query=query))

@@ -1,0 +1,307 @@
+"""Interactive sign-in: the system browser with a loopback redirect, else the device-code flow.
+
+The browser flow is msal's authorization-code flow driven by hand so it can be cancelled:
+``initiate_auth_code_flow`` (PKCE, nonce, ``response_mode=form_post``), our own aiohttp listener
+on 127.0.0.1 as the ``http://localhost:PORT`` redirect, the URL opened with ``webbrowser``
+(which honours ``$BROWSER``), then ``acquire_token_by_auth_code_flow``. The device-code flow
+polls with msal one request at a time, sleeping on the event loop in between. Either way a
+:class:`SignIn` races the flow against cancellation and a deadline, and the listener closes
+whatever happens. Blocking msal calls run in the given executor.
+
+A browser "can open" when ``$BROWSER`` is set, or ``DISPLAY``/``WAYLAND_DISPLAY`` is set and
+``webbrowser`` finds one. ``AUTHBROKER_UI=browser|device-code`` forces one flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import webbrowser
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import msal
+from aiohttp import web
+
+from authbroker import ipc
+from authbroker.daemon import engine as eng
+from authbroker.daemon.api import CallContext, DeviceCodePrompt
+
+log = logging.getLogger(__name__)
+
+BROWSER = "browser"
+DEVICE_CODE = "device-code"
+MODES = (BROWSER, DEVICE_CODE)
+DEFAULT_TIMEOUT_S = 240.0
+NOTIFICATIONS_NAME = "org.freedesktop.Notifications"
+_PENDING = frozenset({"authorization_pending", "slow_down"})
+_DONE_PAGE = (
+    "<!doctype html><html><head><meta charset=utf-8><title>authbroker</title></head>"
+    "<body><h1>{title}</h1><p>{text}</p></body></html>"
+)
+
+T = TypeVar("T")
+
+
+def can_open_browser() -> bool:
+    if os.environ.get("BROWSER"):
+        return True
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        webbrowser.get()
+    except webbrowser.Error:
+        return False
+    return True
+
+
+def choose_mode(forced: str | None) -> str:
+    if forced:
+        if forced not in MODES:
+            raise ipc.BrokerError(
+                ipc.Status.INCORRECT_CONFIGURATION,
+                f"AUTHBROKER_UI must be one of {', '.join(MODES)}, not {forced!r}",
+                tag="ui.mode",
+            )
+        return forced
+    return BROWSER if can_open_browser() else DEVICE_CODE
+
+
+class SignIn:
+    """One running interactive sign-in; ``cancel()`` makes it end with status 7."""
+
+    def __init__(self, correlation_id: str, sender: str) -> None:
+        self.correlation_id = correlation_id
+        self.sender = sender
+        self._cancelled = asyncio.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    async def run(self, flow: Awaitable[T], timeout: float) -> T:
+        """The flow's result, or BrokerError on cancel (7) or timeout; the flow is cleaned up."""
+        task = asyncio.ensure_future(flow)
+        cancel = asyncio.ensure_future(self._cancelled.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {task, cancel}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if task in done:
+                return task.result()
+        finally:
+            for pending in (task, cancel):
+                pending.cancel()
+            await asyncio.gather(task, cancel, return_exceptions=True)
+        if cancel in done:
+            log.info("sign-in %s cancelled", self.correlation_id)
+            raise ipc.BrokerError(
+                ipc.Status.USER_CANCELED, "the sign-in was cancelled", tag="ui.cancelled"
+            )
+        log.warning("sign-in %s timed out after %.0f s", self.correlation_id, timeout)
+        raise ipc.BrokerError(
+            ipc.Status.UNEXPECTED,
+            f"the sign-in did not finish within {timeout:.0f} s; try again",
+            tag="ui.timeout",
+        )
+
+
+class LoopbackListener:
+    """Receives the authorization response on http://localhost:PORT (bound to 127.0.0.1)."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.state = ""
+        self._response: asyncio.Future[dict[str, str]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        params: dict[str, str] = dict(request.query)
+        if request.method == "POST":
+            params.update({k: str(v) for k, v in (await request.post()).items()})
+        if params.get("state") != self.state or not ("code" in params or "error" in params):
+            return web.Response(status=404, text="not found")
+        if not self._response.done():
+            self._response.set_result(params)
+        ok = "code" in params
+        page = _DONE_PAGE.format(
+            title="Signed in" if ok else "Sign-in failed",
+            text="You can close this window and return to your application."
+            if ok
+            else "Return to your application for details.",
+        )
+        return web.Response(text=page, content_type="text/html")
+
+    async def response(self) -> dict[str, str]:
+        return await self._response
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class Interaction:
+    """The interactive flows for one request, on one msal application."""
+
+    def __init__(
+        self,
+        app: msal.PublicClientApplication,
+        auth: ipc.AuthParameters,
+        ctx: CallContext,
+        executor: Executor,
+        *,
+        open_url: Callable[[str], bool] = webbrowser.open,
+    ) -> None:
+        self.app = app
+        self.auth = auth
+        self.ctx = ctx
+        self.executor = executor
+        self.open_url = open_url
+        self.scopes = eng.msal_scopes(auth.requested_scopes)
+        self.claims = eng.split_claims(auth.decoded_claims)
+        self.query = eng.authority_query(auth)
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
+
+    async def sign_in(self, mode: str) -> dict[str, Any]:
+        if mode == BROWSER:
+            result = await self.browser()
+            if result is not None:
+                return result
+            log.warning("no browser could be opened; falling back to the device-code flow")
+        return await self.device_code()
+
+    # -- browser ------------------------------------------------------------------------------
+
+    async def browser(self) -> dict[str, Any] | None:
+        """msal's result, or None when no browser could be opened."""
+        listener = LoopbackListener()
+        await listener.start()
+        try:
+            prompt = self.auth.prompt or (None if self.auth.login_hint else "select_account")
+            flow = self.app.initiate_auth_code_flow(
+                self.scopes,
+                redirect_uri=f"http://localhost:{listener.port}",
+                prompt=prompt,
+                login_hint=self.auth.login_hint or None,
+                claims_challenge=self.claims.challenge,
+                response_mode="form_post",
+            )
+            listener.state = flow["state"]
+            url = flow["auth_uri"]
+            if self.query:
+                url += ("&" if "?" in url else "?") + urlencode(self.query)
+            log.info("sign-in %s: opening the browser", self.ctx.correlation_id)
+            if not await self._run(self.open_url, url):
+                return None
+            response = await listener.response()
+        finally:
+            await listener.close()
+        if response.get("error") == "access_denied":
+            raise ipc.BrokerError(
+                ipc.Status.USER_CANCELED,
+                f"the sign-in was declined: {response.get('error_description', '')}"[:500],
+                tag="ui.browser.denied",
+            )
+        if "error" in response:
+            raise eng.error_from_result(response, "ui.browser.authorize")
+        return await self._run(
+            self.app.acquire_token_by_auth_code_flow, flow, response, data=dict(self.query)
+        )
+
+    # -- device code --------------------------------------------------------------------------
+
+    async def device_code(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"params": dict(self.query)} if self.query else {}
+        flow = await self._run(
+            self.app.initiate_device_flow,
+            self.scopes,
+            claims_challenge=self.claims.challenge,
+            **extra,
+        )
+        if "user_code" not in flow:
+            raise eng.error_from_result(flow, "ui.device.initiate")
+        prompt = DeviceCodePrompt(
+            verification_uri=str(flow.get("verification_uri") or flow.get("verification_url")),
+            user_code=str(flow["user_code"]),
+            message=str(
+                flow.get("message")
+                or f"To sign in, open {flow.get('verification_uri')} and enter the code "
+                f"{flow['user_code']}"
+            ),
+            expires_on=float(flow.get("expires_at") or time.time() + 900),
+        )
+        log.warning("sign-in %s: %s", self.ctx.correlation_id, prompt.message)
+        await self._announce(prompt)
+        while True:
+            result: dict[str, Any] = await self._run(
+                self.app.acquire_token_by_device_flow,
+                flow,
+                claims_challenge=self.claims.challenge,
+                exit_condition=lambda _flow: True,
+                data=dict(self.query),
+            )
+            if result.get("error") not in _PENDING:
+                return result
+            if time.time() >= flow["expires_at"]:
+                return {"error": "expired_token", "error_description": "the code expired"}
+            await asyncio.sleep(float(flow.get("interval", 5)))
+
+    async def _announce(self, prompt: DeviceCodePrompt) -> None:
+        try:
+            await asyncio.wait_for(self.ctx.announce_device_code(prompt), 5)
+        except Exception as exc:  # the prompt also goes to the log and the desktop
+            log.warning("could not show the device-code prompt to the caller: %r", exc)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(notify_desktop(prompt), 5)
+
+
+async def notify_desktop(prompt: DeviceCodePrompt) -> bool:
+    """A desktop notification, only if a notification server owns its name on the bus."""
+    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return False
+    from jeepney import DBusAddress, new_method_call
+    from jeepney.bus_messages import message_bus
+    from jeepney.io.asyncio import open_dbus_router
+
+    async with open_dbus_router(bus="SESSION") as router:
+        reply = await router.send_and_get_reply(message_bus.NameHasOwner(NOTIFICATIONS_NAME))
+        if not reply.body[0]:
+            return False
+        address = DBusAddress(
+            "/org/freedesktop/Notifications",
+            bus_name=NOTIFICATIONS_NAME,
+            interface=NOTIFICATIONS_NAME,
+        )
+        hints: Mapping[str, Any] = {}
+        await router.send_and_get_reply(
+            new_method_call(
+                address,
+                "Notify",
+                "susssasa{sv}i",
+                ("authbroker", 0, "dialog-password", "Sign-in required", prompt.message, [],
+                 hints, 120_000),
+            )
+        )
+    return True

@@ -1,0 +1,426 @@
+"""The broker core directly (no bus) against the real local authority, real msal, the real
+encrypted store and the scripted user agent playing the person."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msal
+import pytest
+import requests
+
+from authbroker import ipc
+from authbroker.config import Settings
+from authbroker.daemon.api import CallContext, DeviceCodePrompt
+from authbroker.daemon.core import BrokerCore
+from authbroker.daemon.store import Store
+from authbroker.useragent import device_login, sign_in
+from fixtures.authority import start_authority
+
+CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+OTHER_CLIENT_ID = "7f7a0f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6"
+SCOPE = "https://storage.azure.com/.default"
+PASSWORD = "Passw0rd!"
+USER = "user@contoso.example"
+SECOND = "second@contoso.example"
+PERSONAL = "personal@outlook.example"
+CONSUMER_TENANT = "9188040d-6c67-4c5b-b112-36a304b66dad"
+
+
+class CountingSession(requests.Session):
+    """msal's HTTP client, counting token-endpoint POSTs (instrumentation, not a mock)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token_posts = 0
+        self._count_lock = threading.Lock()
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        if method.upper() == "POST" and url.endswith("/oauth2/v2.0/token"):
+            with self._count_lock:
+                self.token_posts += 1
+        return super().request(method, url, *args, **kwargs)
+
+
+def person(username: str = USER, password: str = PASSWORD) -> Callable[[str], bool]:
+    """An ``open_url`` that plays the person: signs in at the URL, as a browser would."""
+
+    def open_url(url: str) -> bool:
+        sign_in(url, username, password)
+        return True
+
+    return open_url
+
+
+def nobody(url: str) -> bool:
+    """A browser that opens and is then ignored by the person."""
+    return True
+
+
+def auth(
+    *,
+    authority: str = "https://127.0.0.1/organizations",
+    account: ipc.Account | None = None,
+    client_id: str = CLIENT_ID,
+    scopes: tuple[str, ...] = (SCOPE,),
+    interactive: bool = False,
+    **kwargs: Any,
+) -> ipc.AuthParameters:
+    return ipc.AuthParameters(
+        client_id=client_id,
+        requested_scopes=scopes,
+        authority=authority,
+        authorization_type=ipc.AuthorizationType.INTERACTIVE
+        if interactive
+        else ipc.AuthorizationType.CACHED_REFRESH_TOKEN,
+        account=account,
+        is_sign_in=account is None,
+        **kwargs,
+    )
+
+
+def ctx(correlation_id: str = "corr-1", **kwargs: Any) -> CallContext:
+    return CallContext(correlation_id=correlation_id, sender=":1.1", uid=0, **kwargs)
+
+
+def make_core(
+    authority_url: str, store_path: Path | None, open_url: Callable[[str], bool] = nobody,
+    *, ui: str = "browser", timeout: float = 30, http_client: Any = None,
+) -> BrokerCore:
+    store = Store(store_path, use_secret_service=False) if store_path else None
+    return BrokerCore(
+        store,
+        Settings(authority=authority_url, ui=ui, backend=None),
+        sign_in_timeout=timeout,
+        open_url=open_url,
+        http_client=http_client,
+    )
+
+
+async def interactive(core: BrokerCore, **kwargs: Any) -> ipc.TokenResult:
+    request = ipc.TokenRequest(auth(interactive=True, **kwargs), parent_window_handle=1)
+    result = await core.handle(ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, ctx())
+    assert isinstance(result, ipc.TokenResult)
+    return result
+
+
+async def silent(core: BrokerCore, **kwargs: Any) -> ipc.TokenResult:
+    request = ipc.TokenRequest(auth(**kwargs))
+    result = await core.handle(ipc.Method.ACQUIRE_TOKEN_SILENTLY, request, ctx())
+    assert isinstance(result, ipc.TokenResult)
+    return result
+
+
+async def accounts(core: BrokerCore) -> list[ipc.Account]:
+    result = await core.handle(ipc.Method.GET_ACCOUNTS, ipc.GetAccountsRequest(CLIENT_ID), ctx())
+    assert isinstance(result, ipc.AccountsResult)
+    return list(result.accounts)
+
+
+def test_browser_sign_in_then_silent_and_accounts(authority, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        core = make_core(authority.authority, tmp_path / "store.enc", person())
+        # msal hands the broker the authority without its port: it must reach ours anyway.
+        token = await interactive(core)
+        assert token.account is not None and token.account.username == USER
+        assert token.account.realm == authority.tenant_id
+        assert token.account.environment == "127.0.0.1"
+        home = f"{token.account.local_account_id}.{authority.tenant_id}"
+        assert token.account.home_account_id == home
+        assert ipc.decode_client_info(token.client_info) == tuple(
+            token.account.home_account_id.split(".")
+        )
+        assert set(token.granted_scopes) >= {SCOPE}
+        assert token.expires_on > time.time() + 600
+        assert token.id_token.count(".") == 2
+
+        listed = await accounts(core)
+        assert [a.username for a in listed] == [USER]
+        wire = listed[0].to_wire()
+        for field in ("homeAccountId", "localAccountId", "realm", "username", "environment",
+                      "name", "givenName", "familyName", "passwordExpiry", "clientInfo"):
+            assert field in wire, field
+
+        # default-account silent sign-in (account null + isSignIn) is served from the cache
+        again = await silent(core)
+        assert again.access_token == token.access_token
+        assert again.account and again.account.username == USER
+        # with the account echoed back, and with a tenant-specific authority
+        same = await silent(
+            core, account=listed[0], authority=f"https://127.0.0.1/{authority.tenant_id}"
+        )
+        assert same.account and same.account.home_account_id == listed[0].home_account_id
+        forced = await silent(core, account=listed[0], force_refresh=True)
+        assert forced.access_token != token.access_token
+        await core.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_restart_keeps_accounts_and_refresh_tokens(authority, tmp_path: Path) -> None:
+    store = tmp_path / "store.enc"
+
+    async def first() -> str:
+        core = make_core(authority.authority, store, person())
+        token = await interactive(core)
+        await core.aclose()
+        return token.access_token
+
+    async def second(old: str) -> None:
+        core = make_core(authority.authority, store)  # nobody to sign in: must not be needed
+        listed = await accounts(core)
+        assert [a.username for a in listed] == [USER]
+        assert (await silent(core)).access_token == old
+        refreshed = await silent(core, account=listed[0], force_refresh=True)
+        assert refreshed.access_token != old
+        await core.aclose()
+
+    asyncio.run(second(asyncio.run(first())))
+
+
+def test_expired_access_token_is_refreshed_once_for_concurrent_callers(tmp_path: Path,
+                                                                       authority) -> None:
+    # tokens living 60 s count as expired for msal (less than 5 minutes left): every silent
+    # call needs a refresh, and eight identical concurrent calls must share one.
+    with start_authority(tmp_path, "--token-lifetime", "60", ca_from=authority) as short:
+        counter = CountingSession()
+
+        async def scenario() -> None:
+            core = make_core(short.authority, None, person(), http_client=counter)
+            first = await interactive(core)
+            before = counter.token_posts
+            results = await asyncio.gather(*(silent(core) for _ in range(8)))
+            assert counter.token_posts == before + 1
+            assert len({r.access_token for r in results}) == 1
+            assert results[0].access_token != first.access_token
+            assert results[0].expires_on > time.time() + 30
+            # a later call refreshes again (the token is still "expired" for msal)
+            await silent(core)
+            assert counter.token_posts == before + 2
+            await core.aclose()
+
+        asyncio.run(scenario())
+
+
+def test_several_accounts_default_and_remove(authority, tmp_path: Path) -> None:
+    store = tmp_path / "store.enc"
+
+    async def scenario() -> None:
+        core = make_core(authority.authority, store, person())
+        first = await interactive(core)
+        core._open_url = person(SECOND)
+        second = await interactive(core)
+        assert first.account and second.account
+        names = [a.username for a in await accounts(core)]
+        assert names == [SECOND, USER]  # the most recent sign-in is the default, listed first
+        assert (await silent(core)).account.username == SECOND  # type: ignore[union-attr]
+        await core.set_default_account(first.account.home_account_id)
+        assert (await silent(core)).account.username == USER  # type: ignore[union-attr]
+
+        await core.handle(
+            ipc.Method.REMOVE_ACCOUNT,
+            ipc.RemoveAccountRequest(first.account, CLIENT_ID),
+            ctx(),
+        )
+        assert [a.username for a in await accounts(core)] == [SECOND]
+        assert not core.engine.has_refresh_token(first.account.home_account_id)
+        assert core.engine.has_refresh_token(second.account.home_account_id)
+        with pytest.raises(ipc.BrokerError) as err:
+            await silent(core, account=first.account)
+        assert err.value.status == ipc.Status.INTERACTION_REQUIRED
+        # the remaining account became the default
+        assert (await silent(core)).account.username == SECOND  # type: ignore[union-attr]
+        await core.aclose()
+
+        restarted = make_core(authority.authority, store)
+        assert [a.username for a in await accounts(restarted)] == [SECOND]
+        assert not restarted.engine.has_refresh_token(first.account.home_account_id)
+        await restarted.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_no_account_means_interaction_required(authority) -> None:
+    async def scenario() -> None:
+        core = make_core(authority.authority, None)
+        with pytest.raises(ipc.BrokerError) as err:
+            await silent(core)
+        assert err.value.status == ipc.Status.INTERACTION_REQUIRED
+        assert await accounts(core) == []
+        await core.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_device_code_flow_reaches_the_caller_and_signs_in(authority) -> None:
+    prompts: list[DeviceCodePrompt] = []
+
+    async def announce(prompt: DeviceCodePrompt) -> None:
+        prompts.append(prompt)
+        loop = asyncio.get_running_loop()
+        loop.run_in_executor(
+            None, device_login, prompt.verification_uri, prompt.user_code, SECOND, PASSWORD
+        )
+
+    async def scenario() -> None:
+        core = make_core(authority.authority, None, ui="device-code")
+        request = ipc.TokenRequest(auth(interactive=True), parent_window_handle=1)
+        result = await core.handle(
+            ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, ctx(announce_device_code=announce)
+        )
+        assert isinstance(result, ipc.TokenResult)
+        assert result.account and result.account.username == SECOND
+        assert len(prompts) == 1 and prompts[0].user_code in prompts[0].message
+        assert prompts[0].verification_uri.startswith(authority.authority)
+        await core.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("mode", ["browser", "device-code"])
+def test_cancel_interactive_flow_ends_sign_in_with_user_canceled(authority, mode: str) -> None:
+    async def scenario() -> None:
+        core = make_core(authority.authority, None, ui=mode)
+        task = asyncio.ensure_future(interactive(core))
+        await asyncio.sleep(1.0)
+        assert not task.done()
+        started = time.monotonic()
+        reply = await core.handle(
+            ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest("user closed it"), ctx("x")
+        )
+        assert isinstance(reply, ipc.OkResult)
+        with pytest.raises(ipc.BrokerError) as err:
+            await task
+        assert err.value.status == ipc.Status.USER_CANCELED
+        assert time.monotonic() - started < 2
+        await core.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_sign_in_times_out_with_an_error(authority) -> None:
+    async def scenario() -> None:
+        core = make_core(authority.authority, None, timeout=1.5)
+        started = time.monotonic()
+        with pytest.raises(ipc.BrokerError) as err:
+            await interactive(core)
+        assert time.monotonic() - started < 5
+        assert err.value.status not in (7, 12, 23)
+        assert "did not finish" in err.value.context
+        await core.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_unreachable_authority_names_the_setting(authority) -> None:
+    async def scenario() -> None:
+        # no configured authority: msal's port-less authority goes to 127.0.0.1:443
+        core = BrokerCore(None, Settings(authority=None, ui="browser", backend=None),
+                          open_url=nobody)
+        with pytest.raises(ipc.BrokerError) as err:
+            await interactive(core)
+        assert err.value.status in (3, 5)  # NoNetwork / ServerTemporarilyUnavailable
+        assert "AUTHBROKER_AUTHORITY" in err.value.context
+        assert "https://127.0.0.1/organizations" in err.value.context
+        await core.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_msa_passthrough_marker_reaches_the_authority(authority) -> None:
+    async def scenario() -> None:
+        core = make_core(authority.authority, None, person(PERSONAL))
+        token = await interactive(
+            core, extra_query={"msal_client_sku": "MSAL.Python",
+                               "msal_request_type": "consumer_passthrough"},
+        )
+        assert token.account and token.account.username == PERSONAL
+        assert token.account.realm == CONSUMER_TENANT
+        await core.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_claims_challenge_bypasses_cache_but_capabilities_do_not(authority) -> None:
+    cp1 = '{"access_token":{"xms_cc":{"values":["CP1"]}}}'
+    challenge = json.dumps({"access_token": {"nbf": {"essential": True,
+                                                     "value": str(int(time.time()))}}})
+
+    async def scenario() -> None:
+        core = make_core(authority.authority, None, person())
+        first = await interactive(core, decoded_claims=cp1)
+        cached = await silent(core, decoded_claims=cp1)
+        assert cached.access_token == first.access_token
+        fresh = await silent(core, decoded_claims=challenge)
+        assert fresh.access_token != first.access_token
+        await core.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_revoked_refresh_token_asks_for_interaction(authority) -> None:
+    async def scenario() -> None:
+        core = make_core(authority.authority, None, person())
+        token = await interactive(core)
+        cache = core.engine.cache
+        for at in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
+            cache.remove_at(at)
+        for rt in list(cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN)):
+            cache.update_rt(rt, "not-a-refresh-token")
+        with pytest.raises(ipc.BrokerError) as err:
+            await silent(core, account=token.account)
+        assert err.value.status == ipc.Status.INTERACTION_REQUIRED
+        assert err.value.error_code > 0  # the AADSTS number
+        assert "not-a-refresh-token" not in err.value.context
+        await core.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_unsupported_methods_and_version(authority) -> None:
+    async def scenario() -> None:
+        core = make_core(authority.authority, None)
+        version = await core.handle(
+            ipc.Method.GET_LINUX_BROKER_VERSION, ipc.OpaqueRequest({}), ctx()
+        )
+        assert isinstance(version, ipc.VersionResult) and version.version
+        for method in (ipc.Method.ACQUIRE_PRT_SSO_COOKIE, ipc.Method.GENERATE_SIGNED_HTTP_REQUEST):
+            with pytest.raises(ipc.BrokerError) as err:
+                await core.handle(method, ipc.OpaqueRequest({}), ctx())
+            assert err.value.status == ipc.Status.UNEXPECTED
+            assert "not supported yet" in err.value.context
+            assert set(err.value.to_error_object()) >= {"status", "errorCode", "tag", "context"}
+        await core.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_no_secret_in_logs_or_store_bytes(authority, tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    store = tmp_path / "store.enc"
+
+    async def scenario() -> tuple[ipc.TokenResult, list[str]]:
+        core = make_core(authority.authority, store, person())
+        token = await interactive(core)
+        await silent(core, force_refresh=True)
+        rts = [rt["secret"] for rt in core.engine.cache.search(
+            msal.TokenCache.CredentialType.REFRESH_TOKEN)]
+        await core.aclose()
+        return token, rts
+
+    token, rts = asyncio.run(scenario())
+    secrets = [token.access_token, token.id_token, *rts]
+    assert rts
+    data = store.read_bytes()
+    logs = caplog.text
+    for secret in secrets:
+        assert secret.encode() not in data
+        assert secret[-24:] not in logs
+    assert USER.encode() not in data  # the whole document is encrypted
