@@ -37,6 +37,7 @@ def test_auth_code_flow_form_post_gives_tokens_and_account(authority, app):
     assert account["environment"] == "127.0.0.1"
 
 
+@pytest.mark.filterwarnings("ignore:response_mode='form_post' is recommended")
 def test_auth_code_flow_query_mode_redirects(app):
     result = browser_sign_in(app, ["api://my-api/read"], username="second@contoso.example")
     assert "access_token" in result, result
