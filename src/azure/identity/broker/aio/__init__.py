@@ -1,0 +1,5 @@
+"""Async twin of ``azure.identity.broker``."""
+
+from ._credential import InteractiveBrowserBrokerCredential
+
+__all__ = ["InteractiveBrowserBrokerCredential"]

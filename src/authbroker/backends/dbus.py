@@ -1,0 +1,208 @@
+"""The ``dbus`` backend: our pure-Python Broker1 client, to whichever service owns the name.
+
+No GTK, WebKit or pymsalruntime: just ``authbroker.client`` (jeepney) speaking
+``com.microsoft.identity.broker1``. Blocking and async twins share the conversions below; the
+broker owns all UI (browser or device code), so nothing here writes to stdout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlparse
+
+from authbroker import ipc
+from authbroker.backends.base import BackendError, Kind, Token, TokenQuery, account_from_claims
+from authbroker.errors import AuthBrokerError, BrokerUnavailableError
+from authbroker.ipc import Account, AuthParameters, BrokerError, PopParams, Status, TokenResult
+
+NAME = "dbus"
+_LOGGER = logging.getLogger(__name__)
+
+_INTERACTION = {Status.INTERACTION_REQUIRED, Status.ACCOUNT_UNUSABLE, Status.ACCOUNT_NOT_FOUND}
+_CANCELLED = {Status.USER_CANCELED, Status.APPLICATION_CANCELED}
+_UNAVAILABLE = {Status.REQUIRED_BROKER_MISSING, Status.FALLBACK_TO_NATIVE_MSAL}
+
+
+def unavailable_reason() -> str | None:
+    """None when ``com.microsoft.identity.broker1`` is owned or activatable on the session bus."""
+    from authbroker.client import BrokerClient
+
+    try:
+        with BrokerClient(timeout=5.0) as client:
+            if client.is_available():
+                return None
+    except (OSError, AuthBrokerError, ValueError) as exc:
+        return f"no usable session bus ({exc})"
+    return f"nothing owns or can activate {ipc.BUS_NAME} on the session bus"
+
+
+def auth_parameters(
+    query: TokenQuery, account: Account | None, *, prompt: str = ""
+) -> AuthParameters:
+    pop = None
+    if query.pop is not None:
+        pop = PopParams(
+            http_method=query.pop.method.upper(),
+            uri_host=query.pop.host,
+            uri_path=query.pop.path,
+            nonce=query.pop.nonce,
+            home_account_id=account.home_account_id if account else "",
+        )
+    return AuthParameters(
+        client_id=query.client_id,
+        requested_scopes=tuple(query.scopes),
+        authority=query.authority_url,
+        authorization_type=(
+            ipc.AuthorizationType.INTERACTIVE
+            if prompt
+            else ipc.AuthorizationType.CACHED_REFRESH_TOKEN
+        ),
+        account=account,
+        username=account.username if account else (query.login_hint or ""),
+        is_sign_in=account is None,
+        decoded_claims=query.merged_claims,
+        pop_params=pop,
+        extra_query=dict(query.extra_query),
+        parent_window=query.parent_window_handle,
+        prompt=prompt,
+    )
+
+
+def to_token(result: TokenResult, query: TokenQuery) -> Token:
+    claims: Mapping[str, Any] = {}
+    if result.id_token:
+        import jwt
+
+        try:
+            claims = jwt.decode(result.id_token, options={"verify_signature": False})
+        except jwt.PyJWTError as exc:
+            raise BackendError(Kind.FAILED, "the broker returned an unreadable id_token") from exc
+    is_pop = result.access_token_type == ipc.AccessTokenType.POP
+    if query.pop is not None and not is_pop:
+        raise BackendError(
+            Kind.UNSUPPORTED, "the broker answered a PoP request with a bearer token; refusing it"
+        )
+    environment = urlparse(query.authority).netloc
+    account = result.account or account_from_claims(claims, result.client_info, environment)
+    return Token(
+        access_token=result.access_token,
+        expires_on=int(result.expires_on),
+        token_type="pop" if is_pop else "Bearer",
+        id_token_claims=claims,
+        client_info=result.client_info,
+        account=account,
+    )
+
+
+def translate(exc: BaseException) -> BackendError:
+    """A client-side exception as a BackendError (the wire → client edge)."""
+    if isinstance(exc, BackendError):
+        return exc
+    if isinstance(exc, BrokerError):
+        message = exc.context or "the broker reported an error"
+        if exc.status in _INTERACTION:
+            return BackendError(Kind.INTERACTION_REQUIRED, message)
+        if exc.status in _CANCELLED:
+            return BackendError(Kind.CANCELLED, message)
+        if exc.status in _UNAVAILABLE:
+            return BackendError(Kind.UNAVAILABLE, message)
+        if query_is_pop_refusal(message):
+            return BackendError(Kind.UNSUPPORTED, message)
+        return BackendError(Kind.FAILED, message)
+    if isinstance(exc, BrokerUnavailableError | OSError | ConnectionError):
+        return BackendError(Kind.UNAVAILABLE, f"the broker cannot be reached: {exc}")
+    if isinstance(exc, AuthBrokerError):
+        return BackendError(Kind.FAILED, str(exc))
+    return BackendError(Kind.FAILED, f"unexpected broker failure: {type(exc).__name__}: {exc}")
+
+
+def query_is_pop_refusal(message: str) -> bool:
+    lowered = message.lower()
+    return ("pop" in lowered or "proof-of-possession" in lowered) and "support" in lowered
+
+
+class DBusBackend:
+    name = NAME
+
+    def __init__(self) -> None:
+        self._client: Any = None
+        self._lock = threading.Lock()  # one blocking D-Bus connection: one call at a time
+
+    def _broker(self) -> Any:
+        if self._client is None:
+            from authbroker.client import BrokerClient
+
+            self._client = BrokerClient()
+        return self._client
+
+    def silent(self, query: TokenQuery, account: Account | None) -> Token:
+        try:
+            with self._lock:
+                result = self._broker().acquire_token_silently(auth_parameters(query, account))
+        except Exception as exc:
+            raise translate(exc) from exc
+        return to_token(result, query)
+
+    def interactive(self, query: TokenQuery, *, prompt: str) -> Token:
+        auth = auth_parameters(query, None, prompt=prompt)
+        handle = query.parent_window_handle
+        try:
+            with self._lock:
+                result = self._broker().acquire_token_interactively(
+                    auth,
+                    parent_window_handle=1 if handle is None else handle,
+                )
+        except Exception as exc:
+            raise translate(exc) from exc
+        return to_token(result, query)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and hasattr(client, "close"):
+            client.close()
+
+
+class AsyncDBusBackend:
+    name = NAME
+
+    def __init__(self) -> None:
+        self._client: Any = None
+
+    def _broker(self) -> Any:
+        if self._client is None:
+            from authbroker.client import AsyncBrokerClient
+
+            self._client = AsyncBrokerClient()
+        return self._client
+
+    async def silent(self, query: TokenQuery, account: Account | None) -> Token:
+        try:
+            result = await self._broker().acquire_token_silently(auth_parameters(query, account))
+        except Exception as exc:
+            raise translate(exc) from exc
+        return to_token(result, query)
+
+    async def interactive(self, query: TokenQuery, *, prompt: str) -> Token:
+        auth = auth_parameters(query, None, prompt=prompt)
+        handle = query.parent_window_handle
+        started = time.monotonic()
+        try:
+            result = await self._broker().acquire_token_interactively(
+                auth,
+                parent_window_handle=1 if handle is None else handle,
+            )
+        except Exception as exc:
+            raise translate(exc) from exc
+        _LOGGER.debug(
+            "interactive sign-in through the broker took %.1f s", time.monotonic() - started
+        )
+        return to_token(result, query)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()

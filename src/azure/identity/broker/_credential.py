@@ -1,0 +1,146 @@
+"""The blocking ``InteractiveBrowserBrokerCredential`` (a subclass of azure-identity's)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from azure.core.credentials import AccessTokenInfo, TokenRequestOptions
+
+from authbroker.plugin_core import Interactive, Options, PluginCore, check_authority
+from authbroker.plugin_run import SyncRunner
+from azure.identity import InteractiveBrowserCredential
+
+_LOGGER = logging.getLogger("azure.identity.broker")
+
+
+class PopTokenRequestOptions(TokenRequestOptions, total=False):
+    """Options for a Proof-of-Possession token request.
+
+    ``pop``: a mapping with ``resource_request_method``, ``resource_request_url`` and ``nonce``
+    asks for a Signed HTTP Request token. Where the broker in use cannot issue one, the request
+    fails with ``ClientAuthenticationError``; it is never turned into a bearer token.
+    """
+
+    pop: bool | Mapping[str, str]
+
+
+class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
+    """Signs a user in through an authentication broker, else through the browser.
+
+    Accepts every keyword of :class:`azure.identity.InteractiveBrowserCredential` plus
+    ``parent_window_handle`` (forwarded to the broker; an X11 window id on Linux, the console
+    handle by default), ``use_default_broker_account`` (try the broker's default account
+    silently before showing the account picker), ``enable_msa_passthrough`` and
+    ``disable_interactive_fallback`` (never show UI; raise ``AuthenticationRequiredError``).
+
+    The broker is reached through the backend chosen by ``AUTHBROKER_BACKEND`` or, by default,
+    ``native`` (WAM / macOS broker) on Windows and macOS, our D-Bus client on Linux when a broker
+    owns ``com.microsoft.identity.broker1``, and msal's browser flow otherwise.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        parent_window_handle = kwargs.pop("parent_window_handle", None)
+        enable_msa_passthrough = bool(kwargs.pop("enable_msa_passthrough", False))
+        use_default_broker_account = bool(kwargs.pop("use_default_broker_account", False))
+        disable_interactive_fallback = bool(kwargs.pop("disable_interactive_fallback", False))
+        super().__init__(**kwargs)
+        check_authority(self._authority, self._tenant_id)
+        self._parent_window_handle = parent_window_handle
+        self._enable_msa_passthrough = enable_msa_passthrough
+        self._use_default_broker_account = use_default_broker_account
+        self._disable_interactive_fallback = disable_interactive_fallback
+        self._plugin = PluginCore(self._plugin_options(), self._auth_record)
+        self._runner = SyncRunner(self._make_backend)
+
+    # -- shared with the aio twin --------------------------------------------------------------
+
+    def _plugin_options(self) -> Options:
+        return Options(
+            client_id=self._client_id,
+            authority=self._authority,
+            tenant_id=self._tenant_id,
+            additionally_allowed_tenants=tuple(self._additionally_allowed_tenants),
+            login_hint=self._login_hint,
+            timeout=float(self._timeout),
+            redirect_port=self._parsed_url.port if self._parsed_url else None,
+            parent_window_handle=self._parent_window_handle,
+            enable_msa_passthrough=self._enable_msa_passthrough,
+            use_default_broker_account=self._use_default_broker_account,
+            disable_interactive_fallback=self._disable_interactive_fallback,
+            enable_support_logging=bool(self._enable_support_logging),
+        )
+
+    def _msal_settings(self) -> Any:
+        from authbroker.backends.msal_apps import MsalSettings
+
+        def cache_for(is_cae: bool) -> Any:
+            cache = self._cae_cache if is_cae else self._cache
+            return cache or self._initialize_cache(is_cae=is_cae)
+
+        return MsalSettings(
+            http_client=self._client,
+            instance_discovery=self._instance_discovery,
+            enable_pii_log=bool(self._enable_support_logging),
+            cache_for=cache_for,
+        )
+
+    def _make_backend(self, name: str) -> Any:
+        if name == "dbus":
+            from authbroker.backends.dbus import DBusBackend
+
+            return DBusBackend()
+        if name == "native":
+            from authbroker.backends.native import NativeBackend
+
+            return NativeBackend(self._msal_settings())
+        from authbroker.backends.browser import BrowserBackend
+
+        return BrowserBackend(self._msal_settings())
+
+    # -- azure-identity hooks ------------------------------------------------------------------
+
+    def _get_token_base(
+        self,
+        *scopes: str,
+        options: TokenRequestOptions | None = None,
+        base_method_name: str = "get_token_info",
+        **kwargs: Any,
+    ) -> AccessTokenInfo:
+        if not scopes:
+            raise ValueError(f"'{base_method_name}' requires at least one scope")
+        allow_prompt = kwargs.pop("_allow_prompt", not self._disable_automatic_authentication)
+        plugin = self._plugin
+        query = None
+        try:
+            query = plugin.query(scopes, options or {}, kwargs)
+            hit = plugin.cached(query)
+            if hit is not None:
+                return hit
+            token = self._runner.run(plugin.flow(query, allow_prompt), query)
+            info = plugin.accept(query, token)
+        except Exception as exc:
+            error = plugin.translate(exc, query)
+            _LOGGER.warning("%s.%s failed: %s", type(self).__name__, base_method_name, error)
+            if error is exc:
+                raise
+            raise error from exc
+        self._auth_record = plugin.record
+        return info
+
+    def _request_token(self, *scopes: str, **kwargs: Any) -> dict:
+        """One interactive sign-in (azure-identity's hook); returns msal's result shape."""
+        import time
+
+        query = self._plugin.query(scopes, kwargs, kwargs)
+        token = self._runner.execute(Interactive("select_account"), query)
+        return token.as_msal_result(int(time.time()))
+
+    def close(self) -> None:
+        self._runner.close()
+        super().close()
+
+    def __exit__(self, *args: Any) -> None:
+        self._runner.close()
+        super().__exit__(*args)
