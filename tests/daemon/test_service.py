@@ -303,3 +303,25 @@ def test_not_serving_after_stop(dbus_session):
     with closing(open_dbus_connection(dbus_session.address)) as c, \
             pytest.raises(DBusErrorResponse):
         Proxy(message_bus, c).GetNameOwner(ipc.BUS_NAME)
+
+
+def test_a_call_running_at_shutdown_is_still_answered(dbus_session):
+    with closing(open_dbus_connection(dbus_session.address)) as c:
+        served = ServedToy(dbus_session.address)
+        with served:
+            msg = new_method_call(BROKER, ipc.Method.ACQUIRE_TOKEN_SILENTLY.value, "sss", (
+                "0.0", "corr-late", json.dumps({"authParameters": auth(["slow:30"])})))
+            serial = next(c.outgoing_serial)
+            c.send(msg, serial=serial)
+            time.sleep(0.3)
+            started = time.monotonic()
+        # leaving the block stopped the service: the slow call was answered, not dropped
+        assert time.monotonic() - started < 6
+        while True:
+            reply = c.receive(timeout=5)
+            if reply.header.fields.get(5) == serial:  # HeaderFields.reply_serial
+                break
+        assert reply.header.message_type is MessageType.method_return
+        err = assert_error_object(json.loads(reply.body[0]), ipc.Status.TRANSIENT_ERROR,
+                                  token_method=True)
+        assert "shutting down" in err["context"]

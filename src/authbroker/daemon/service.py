@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import logging
 import os
@@ -28,7 +29,6 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 from jeepney import (
     DBusAddress,
@@ -74,6 +74,10 @@ class NameTakenError(AuthBrokerError):
 def safe_id(value: object) -> str:
     """A correlation id fit for a log line (callers choose it: no newlines, bounded length)."""
     return _SAFE_ID.sub("?", value)[:64] if isinstance(value, str) else "?"
+
+
+def quoteattr(value: str) -> str:
+    return f'"{html.escape(value, quote=True)}"'
 
 
 def introspection_xml() -> str:
@@ -385,7 +389,8 @@ class BrokerService:
             reply = ipc.BrokerError(
                 ipc.Status.TRANSIENT_ERROR, "the broker is shutting down; try again",
                 tag="service.shutdown").to_wire(method)
-            outcome = f"status {int(ipc.Status.TRANSIENT_ERROR)} (shutdown)"
+            self._log_call(method, correlation_id, started,
+                           f"status {int(ipc.Status.TRANSIENT_ERROR)} (shutdown)")
             await asyncio.shield(self._reply(msg, "s", (ipc.encode(reply),)))
             raise
         except ipc.BrokerError as exc:
@@ -395,15 +400,15 @@ class BrokerService:
             reply = exc.error.to_wire(method)
             outcome = exc.outcome
         except Exception as exc:
-            log.error("%s failed with unexpected %s at %s", method.value, type(exc).__name__,
-                      _where(exc))
+            log.error("%s correlation=%s failed with unexpected %s at %s", method.value,
+                      safe_id(correlation_id), type(exc).__name__, _where(exc))
             reply = ipc.BrokerError(
                 ipc.Status.UNEXPECTED,
                 f"internal broker error ({type(exc).__name__}); see the broker's log",
                 tag="service.unexpected").to_wire(method)
             outcome = f"status {int(ipc.Status.UNEXPECTED)} (internal error)"
+        self._log_call(method, correlation_id, started, outcome)  # before the caller can see it
         await self._reply(msg, "s", (ipc.encode(reply),))
-        self._log_call(method, correlation_id, started, outcome)
 
     async def _broker_reply(
         self, method: ipc.Method, sender: str, signature: str, body: tuple, correlation_id: str

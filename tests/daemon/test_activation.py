@@ -1,0 +1,161 @@
+"""The real ``authbroker daemon`` on a private bus: activation, stdout, signals, idle exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from jeepney import DBusAddress, MessageType, new_method_call
+from jeepney.bus_messages import message_bus
+from jeepney.io.blocking import Proxy, open_dbus_connection
+
+from authbroker import ipc
+from authbroker.client import BrokerClient
+
+CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+DAEMON = [sys.executable, "-m", "authbroker", "daemon"]
+
+
+def daemon_argv(tmp_path: Path, *extra: str) -> list[str]:
+    return [*DAEMON, "--store", str(tmp_path / "store.enc"), *extra]
+
+
+def owner_pid(bus) -> int:
+    return int(bus.call_bus("GetConnectionUnixProcessID", ipc.BUS_NAME)[0])
+
+
+def wait_gone(bus, pid: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while bus.name_has_owner(ipc.BUS_NAME) or _alive(pid):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"daemon {pid} still running")
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # an exited child of the bus is reaped by the bus; a zombie counts as gone
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(") ", 1)[1][0] != "Z"
+
+
+def timed_first_ping(bus) -> float:
+    addr = DBusAddress(ipc.OBJECT_PATH, bus_name=ipc.BUS_NAME, interface=ipc.PEER_INTERFACE)
+    with closing(open_dbus_connection(bus.address)) as conn:
+        started = time.monotonic()
+        reply = conn.send_and_get_reply(new_method_call(addr, "Ping"), timeout=10)
+        elapsed = time.monotonic() - started
+    assert reply.header.message_type is MessageType.method_return, reply.body
+    return elapsed
+
+
+@pytest.fixture
+def started_daemons():
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+
+def test_dbus_activation_answers_the_first_ping_fast(dbus_session, tmp_path):
+    dbus_session.write_service_file(ipc.BUS_NAME, daemon_argv(tmp_path))
+    assert not dbus_session.name_has_owner(ipc.BUS_NAME)
+    elapsed = timed_first_ping(dbus_session)
+    pid = owner_pid(dbus_session)
+    try:
+        print(f"activation to first answered Ping: {elapsed * 1000:.0f} ms")
+        assert elapsed < 1.0
+        with BrokerClient(timeout=30) as client:  # the core is ready shortly after
+            assert client.get_accounts(CLIENT_ID) == []
+            assert client.get_linux_broker_version() == ipc.BROKER_VERSION
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_gone(dbus_session, pid)
+
+
+def test_a_broker1_call_activates_the_daemon(dbus_session, tmp_path):
+    """pymsalruntime's first call may be a Broker1 method rather than a Ping."""
+    dbus_session.write_service_file(ipc.BUS_NAME, daemon_argv(tmp_path))
+    with BrokerClient(timeout=30) as client:
+        assert client.get_accounts(CLIENT_ID) == []
+    pid = owner_pid(dbus_session)
+    os.kill(pid, signal.SIGTERM)
+    wait_gone(dbus_session, pid)
+
+
+def test_idle_exit_then_reactivation(dbus_session, tmp_path):
+    dbus_session.write_service_file(ipc.BUS_NAME, daemon_argv(tmp_path, "--idle-exit", "0.5"))
+    timed_first_ping(dbus_session)
+    first = owner_pid(dbus_session)
+    wait_gone(dbus_session, first, timeout=10)
+    timed_first_ping(dbus_session)  # the bus starts a fresh one on demand
+    second = owner_pid(dbus_session)
+    assert second != first
+    os.kill(second, signal.SIGTERM)
+    wait_gone(dbus_session, second)
+
+
+def test_daemon_never_writes_stdout_and_stops_cleanly_on_sigterm(
+        dbus_session, tmp_path, started_daemons):
+    proc = subprocess.Popen(daemon_argv(tmp_path, "-v"), env=dbus_session.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started_daemons.append(proc)
+    dbus_session.wait_for_name(ipc.BUS_NAME)
+    with BrokerClient(timeout=30) as client:
+        client.ping()
+        assert client.get_accounts(CLIENT_ID) == []
+        with pytest.raises(ipc.BrokerError) as info:
+            client.acquire_token_silently(ipc.AuthParameters(client_id=CLIENT_ID,
+                                                             requested_scopes=("User.Read",)))
+        assert info.value.status in (ipc.Status.INTERACTION_REQUIRED,
+                                     ipc.Status.ACCOUNT_UNUSABLE)
+    with closing(open_dbus_connection(dbus_session.address)) as conn:
+        bad = new_method_call(DBusAddress(ipc.OBJECT_PATH, bus_name=ipc.BUS_NAME,
+                                          interface=ipc.INTERFACE),
+                              "acquireTokenSilently", "sss", ("0.0", "c", "{oops"))
+        reply = json.loads(conn.send_and_get_reply(bad, timeout=10).body[0])
+        assert reply["brokerTokenResponse"]["error"]["status"] == ipc.Status.API_CONTRACT_VIOLATION
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0, err.decode()
+    assert out == b""
+    assert b"stopped serving" in err
+    assert not dbus_session.name_has_owner(ipc.BUS_NAME)
+
+
+def test_sigint_also_stops_cleanly(dbus_session, tmp_path, started_daemons):
+    proc = subprocess.Popen(daemon_argv(tmp_path), env=dbus_session.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    started_daemons.append(proc)
+    dbus_session.wait_for_name(ipc.BUS_NAME)
+    proc.send_signal(signal.SIGINT)
+    out, _err = proc.communicate(timeout=10)
+    assert proc.returncode == 0 and out == b""
+
+
+def test_a_second_daemon_exits_with_a_clear_error(dbus_session, tmp_path, started_daemons):
+    first = subprocess.Popen(daemon_argv(tmp_path), env=dbus_session.env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started_daemons.append(first)
+    dbus_session.wait_for_name(ipc.BUS_NAME)
+    second = subprocess.run(daemon_argv(tmp_path / "other"), env=dbus_session.env,
+                            capture_output=True, timeout=30)
+    assert second.returncode == 3
+    assert second.stdout == b""
+    assert f"{ipc.BUS_NAME} is already owned".encode() in second.stderr
+    assert f"process {first.pid}".encode() in second.stderr
+    with closing(open_dbus_connection(dbus_session.address)) as conn:
+        owner = Proxy(message_bus, conn).GetConnectionUnixProcessID(ipc.BUS_NAME)[0]
+    assert owner == first.pid  # the first one keeps serving
