@@ -343,6 +343,8 @@ def test_msa_passthrough_marker_reaches_the_authority(authority) -> None:
         )
         assert token.account and token.account.username == PERSONAL
         assert token.account.realm == CONSUMER_TENANT
+        # extra parameters must not split msal's cache: a silent call is served from it
+        assert (await silent(core)).access_token == token.access_token
         await core.aclose()
 
     asyncio.run(scenario())

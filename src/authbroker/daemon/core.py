@@ -224,6 +224,12 @@ class BrokerCore:
                 tag="core.silent.no_account",
             )
         target = self.engine.target(auth)
+        log.debug(
+            "silent %s: authority %s -> %s, scopes %s, claims %r, renew %s, force %s, query %s",
+            ctx.correlation_id, auth.authority, target.authority, list(auth.requested_scopes),
+            auth.decoded_claims, bool(auth.access_token_to_renew), auth.force_refresh,
+            sorted(auth.extra_query),
+        )
         key = (
             auth.client_id,
             target.authority,
@@ -270,6 +276,11 @@ class BrokerCore:
         app = await self._run(self.engine.app, auth.client_id, target, claims.capabilities)
         kwargs = {"open_url": self._open_url} if self._open_url else {}
         interaction = ui.Interaction(app, auth, ctx, self._executor, **kwargs)
+        log.debug(
+            "interactive %s: authority %s, scopes %s, prompt %r, hint %s, claims %r, query %s",
+            ctx.correlation_id, auth.authority, list(auth.requested_scopes), auth.prompt,
+            bool(auth.login_hint), auth.decoded_claims, sorted(auth.extra_query),
+        )
         sign_in = ui.SignIn(ctx.correlation_id, ctx.sender)
         self._sign_ins.add(sign_in)
         log.info(

@@ -39,10 +39,11 @@ DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_TENANT = "organizations"
 #: msal adds these itself and refuses them in a request.
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
-#: Keys of additionalQueryParametersForAuthorization that are client telemetry, not for the IdP.
-TELEMETRY_QUERY_KEYS = frozenset(
-    {"msal_client_sku", "msal_client_ver", "x-client-xtra-sku", "msal_gui_thread"}
-)
+#: Keys of additionalQueryParametersForAuthorization meant for the client library, not the IdP.
+TELEMETRY_QUERY_KEYS = frozenset({
+    "msal_client_sku", "msal_client_ver", "x-client-xtra-sku", "msal_gui_thread",
+    "validateAuthority",
+})
 #: Errors after which only a person signing in can help.
 INTERACTION_ERRORS = frozenset(
     {"invalid_grant", "interaction_required", "login_required", "consent_required"}
@@ -223,6 +224,10 @@ class TokenEngine:
         self, configured_authority: str | None = None, *, http_client: Any = None
     ) -> None:
         self.configured_authority = configured_authority
+        # msal's debug log prints authorization codes and PKCE verifiers in the clear.
+        msal_log = logging.getLogger("msal")
+        if msal_log.getEffectiveLevel() < logging.INFO:
+            msal_log.setLevel(logging.INFO)
         self.cache = msal.SerializableTokenCache()
         self._http_client = http_client
         self._apps: dict[tuple[str, str, tuple[str, ...]], msal.PublicClientApplication] = {}

@@ -226,9 +226,9 @@ class Interaction:
             )
         if "error" in response:
             raise eng.error_from_result(response, "ui.browser.authorize")
-        return await self._run(
-            self.app.acquire_token_by_auth_code_flow, flow, response, data=dict(self.query)
-        )
+        # Extra parameters go on the authorize URL only: msal would key the cached tokens by
+        # any extra token-request field (its ext_cache_key) and silent calls would miss them.
+        return await self._run(self.app.acquire_token_by_auth_code_flow, flow, response)
 
     # -- device code --------------------------------------------------------------------------
 
@@ -260,7 +260,6 @@ class Interaction:
                 flow,
                 claims_challenge=self.claims.challenge,
                 exit_condition=lambda _flow: True,
-                data=dict(self.query),
             )
             if result.get("error") not in _PENDING:
                 return result

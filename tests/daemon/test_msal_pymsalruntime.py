@@ -1,0 +1,253 @@
+"""THE acceptance tests: Microsoft's unmodified msal + pymsalruntime (and azure-identity-broker)
+get tokens from the local authority through our daemon on a private session bus.
+
+Each test has a private dbus-daemon, a throwaway unlocked gnome-keyring (pymsalruntime needs a
+Secret Service; the daemon keeps its store key there), and the daemon process
+(``python -m authbroker daemon``) with ``AUTHBROKER_AUTHORITY`` and the scripted user agent as
+``$BROWSER``, started before the client process imports msal. Clients run as subprocesses
+(tests/daemon/msal_client.py) because pymsalruntime binds to the broker at import.
+azure-identity-broker 1.3.0 would replace our azure.identity.broker in .venv, so it runs from a
+separate cached venv, tests/.venv-microsoft, built once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import importlib.util
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from authbroker import ipc
+from authbroker.client import BrokerClient
+from authbroker.daemon.store import Store
+from fixtures.authority import AuthorityProcess, start_authority
+
+if importlib.util.find_spec("pymsalruntime") is None:  # importing it would ping the bus
+    pytest.skip("pymsalruntime is not installed", allow_module_level=True)
+
+HERE = Path(__file__).parent
+CLIENT_SCRIPT = HERE / "msal_client.py"
+MS_VENV = HERE.parent / ".venv-microsoft"
+MS_PACKAGES = ("azure-identity-broker==1.3.0", "msal==1.39.0", "pymsalruntime==0.20.7")
+CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"  # azure-identity's default (Azure CLI)
+SCOPE = "https://storage.azure.com/.default"
+USER = "user@contoso.example"
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def sha(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+@pytest.fixture(scope="session")
+def microsoft_python() -> Path:
+    """Python of a venv with Microsoft's azure-identity-broker, msal and pymsalruntime."""
+    python = MS_VENV / "bin" / "python"
+    ready = MS_VENV / ".ready"
+    with open(HERE.parent / ".venv-microsoft.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not ready.exists():
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(MS_VENV)], check=True)
+            pip = subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", *MS_PACKAGES],
+                capture_output=True, text=True, timeout=600,
+            )
+            if pip.returncode != 0:
+                pytest.skip(f"cannot build {MS_VENV}: {pip.stderr[-500:]}")
+            ready.write_text(" ".join(MS_PACKAGES) + "\n")
+    return python
+
+
+class Daemon:
+    """``python -m authbroker daemon`` on the private bus; stderr collected in ``log``."""
+
+    def __init__(self, bus: Any, env: dict[str, str], store: Path, log: Path) -> None:
+        self.bus, self.env, self.store, self.log = bus, env, store, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "authbroker", "daemon", "--store", str(self.store), "-v"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=self.env,
+            )
+        deadline = time.monotonic() + 15
+        while not self.bus.name_has_owner(ipc.BUS_NAME):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the daemon did not start:\n{self.log.read_text()[-3000:]}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        deadline = time.monotonic() + 5
+        while self.bus.name_has_owner(ipc.BUS_NAME) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class Setup:
+    def __init__(self, authority: AuthorityProcess, daemon: Daemon, env: dict[str, str]) -> None:
+        self.authority = authority
+        self.daemon = daemon
+        self.env = env
+
+    def client(self, *steps: str, python: str | Path = sys.executable) -> list[dict[str, Any]]:
+        """Run msal_client.py with ``steps``; one dict per step."""
+        env = dict(self.env, BROWSER="/bin/false %s")  # a non-broker fallback fails, loudly
+        proc = subprocess.run(
+            [str(python), str(CLIENT_SCRIPT), self.authority.authority,
+             self.authority.tenant_id, CLIENT_ID, SCOPE, *steps],
+            capture_output=True, text=True, env=env, timeout=180,
+        )
+        assert proc.returncode == 0, f"client failed:\n{proc.stderr[-3000:]}"
+        return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+    def dbus_client(self) -> BrokerClient:
+        return BrokerClient(timeout=60)
+
+    def auth(self, account: ipc.Account | None = None, **kwargs: Any) -> ipc.AuthParameters:
+        return ipc.AuthParameters(
+            client_id=CLIENT_ID,
+            requested_scopes=(SCOPE,),
+            authority=f"https://127.0.0.1/{self.authority.tenant_id}",
+            account=account,
+            is_sign_in=account is None,
+            **kwargs,
+        )
+
+
+def _setup(authority: AuthorityProcess, bus: Any, tmp_path: Path) -> Iterator[Setup]:
+    env = dict(
+        bus.env,
+        AUTHBROKER_AUTHORITY=authority.authority,
+        REQUESTS_CA_BUNDLE=authority.ca_bundle,
+        CURL_CA_BUNDLE=authority.ca_bundle,
+        BROWSER=f"{sys.executable} -m authbroker.useragent %s",
+        AUTHBROKER_UA_LOG=str(tmp_path / "useragent.log"),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        XDG_STATE_HOME=str(tmp_path / "state"),
+    )
+    env.pop("AUTHBROKER_UI", None)
+    daemon = Daemon(bus, env, tmp_path / "store.enc", tmp_path / "daemon.log")
+    daemon.start()
+    try:
+        yield Setup(authority, daemon, env)
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture
+def broker(authority, dbus_session, secret_service, tmp_path: Path) -> Iterator[Setup]:
+    yield from _setup(authority, dbus_session, tmp_path)
+
+
+@pytest.fixture
+def short_lived_broker(authority, dbus_session, secret_service, tmp_path: Path) -> Iterator[Setup]:
+    """Like ``broker``, on an authority whose tokens live 3 s."""
+    with start_authority(tmp_path, "--token-lifetime", "3", ca_from=authority) as short:
+        yield from _setup(short, dbus_session, tmp_path)
+
+
+def test_select_account_then_default_account_in_a_fresh_process(broker: Setup) -> None:
+    [select, accounts] = broker.client("select", "accounts")
+    assert select["error"] is None, select
+    assert select["token_source"] == "broker"
+    assert select["username"] == USER
+    assert select["at"] and select["expires_in"] > 600
+    assert accounts["accounts"] == [{"username": USER, "source": "broker"}]
+
+    # a fresh process knows no account until it asks the broker: the default-account path
+    # (no prompt) is getAccounts + acquireTokenSilently, answered from the daemon's cache.
+    [default] = broker.client("default")
+    assert default["error"] is None, default
+    assert default["token_source"] == "broker"
+    assert default["username"] == USER
+    assert default["at"] == select["at"]
+
+    with broker.dbus_client() as client:
+        [account] = client.get_accounts(CLIENT_ID)
+        assert account.username == USER
+        assert account.realm == broker.authority.tenant_id
+
+
+def test_silent_after_the_access_token_expired(short_lived_broker: Setup) -> None:
+    first, _, later = short_lived_broker.client("select", "sleep:4", "silent")
+    assert first["error"] is None and first["token_source"] == "broker", first
+    assert later["accounts"] == 1
+    assert later["error"] is None, later
+    assert later["token_source"] == "broker"
+    assert later["username"] == USER
+    assert later["at"] != first["at"]  # refreshed by the daemon, not a stale copy
+
+
+def test_azure_identity_broker_credential(broker: Setup, microsoft_python: Path) -> None:
+    [result] = broker.client("credential", python=microsoft_python)
+    assert result["at"]
+    assert result["expires_on"] > time.time() + 600
+    # the credential's token is the daemon's: the daemon now holds that very token
+    with broker.dbus_client() as client:
+        token = client.acquire_token_silently(broker.auth())
+    assert sha(token.access_token) == result["at"]
+
+
+def test_remove_account_and_restart_over_dbus(broker: Setup) -> None:
+    [select] = broker.client("select")
+    assert select["token_source"] == "broker", select
+    broker.daemon.restart()  # the store (key in the Secret Service) survives a restart
+    with broker.dbus_client() as client:
+        [account] = client.get_accounts(CLIENT_ID)
+        assert account.username == USER
+        token = client.acquire_token_silently(broker.auth(account))
+        assert sha(token.access_token) == select["at"]
+        client.remove_account(account, CLIENT_ID)
+        assert client.get_accounts(CLIENT_ID) == []
+        with pytest.raises(ipc.BrokerError) as err:
+            client.acquire_token_silently(broker.auth(account))
+        assert err.value.status == ipc.Status.INTERACTION_REQUIRED
+    broker.daemon.restart()
+    with broker.dbus_client() as client:
+        assert client.get_accounts(CLIENT_ID) == []
+        with pytest.raises(ipc.BrokerError) as err:
+            client.acquire_token_silently(broker.auth())
+        assert err.value.status == ipc.Status.INTERACTION_REQUIRED
+
+
+def test_tokens_never_reach_the_log_or_the_store_bytes(broker: Setup) -> None:
+    [select] = broker.client("select")
+    assert select["token_source"] == "broker", select
+    with broker.dbus_client() as client:
+        token = client.acquire_token_silently(broker.auth(force_refresh=True))
+    broker.daemon.stop()
+    store = broker.daemon.store
+    doc = Store(store).load()  # decrypts with the key from the Secret Service
+    cache = json.loads(doc["msalCache"])
+    secrets = [token.access_token, token.id_token]
+    for kind in ("RefreshToken", "AccessToken", "IdToken"):
+        secrets += [entry["secret"] for entry in cache.get(kind, {}).values()]
+    assert len(secrets) >= 5
+    raw = store.read_bytes()
+    log = broker.daemon.log.read_text()
+    assert "interactive" in log  # the log is real and mentions the calls
+    for secret in secrets:
+        assert secret.encode() not in raw
+        assert secret[-32:] not in log
+    assert b"contoso" not in raw
