@@ -110,6 +110,10 @@ async def _main(args: argparse.Namespace) -> int:
             log.error("cannot start the broker core: %s", exc)
             handler.ready.set_exception(exc)
             return EXIT_ERROR
+        except Exception as exc:  # a bug: say where, not what (messages may hold data)
+            log.error("cannot start the broker core: unexpected %s", type(exc).__name__)
+            handler.ready.set_exception(AuthBrokerError(f"internal error {type(exc).__name__}"))
+            return EXIT_ERROR
         handler.ready.set_result(core)
         if settings.authority:
             log.info("private authority: %s", settings.authority)
