@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -159,3 +160,35 @@ def test_a_second_daemon_exits_with_a_clear_error(dbus_session, tmp_path, starte
     with closing(open_dbus_connection(dbus_session.address)) as conn:
         owner = Proxy(message_bus, conn).GetConnectionUnixProcessID(ipc.BUS_NAME)[0]
     assert owner == first.pid  # the first one keeps serving
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(importlib.util.find_spec("pymsalruntime") is None,
+                    reason="pymsalruntime is not installed")
+def test_pymsalruntime_import_activates_the_daemon(dbus_session, secret_service, authority,
+                                                   tmp_path):
+    """Microsoft's stack with no broker running: its import-time Ping starts ours on demand."""
+    dbus_session.update_activation_environment({
+        "AUTHBROKER_AUTHORITY": authority.authority,
+        "REQUESTS_CA_BUNDLE": authority.ca_bundle, "CURL_CA_BUNDLE": authority.ca_bundle,
+        "BROWSER": f"{sys.executable} -m authbroker.useragent %s",
+        "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    })
+    dbus_session.write_service_file(ipc.BUS_NAME, daemon_argv(tmp_path))
+    assert not dbus_session.name_has_owner(ipc.BUS_NAME)
+    client_env = dict(dbus_session.env, BROWSER="/bin/false %s",  # no silent browser fallback
+                      REQUESTS_CA_BUNDLE=authority.ca_bundle, CURL_CA_BUNDLE=authority.ca_bundle)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("msal_client.py")), authority.authority,
+         authority.tenant_id, CLIENT_ID, "https://storage.azure.com/.default", "select"],
+        env=client_env, capture_output=True, text=True, timeout=150)
+    pid = owner_pid(dbus_session)
+    try:
+        assert done.returncode == 0, done.stderr[-3000:]
+        [select] = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        assert select["error"] is None, select
+        assert select["token_source"] == "broker"
+        assert select["username"] == "user@contoso.example"
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    wait_gone(dbus_session, pid)
