@@ -371,13 +371,11 @@ def test_revoked_refresh_token_asks_for_interaction(authority) -> None:
     async def scenario() -> None:
         core = make_core(authority.authority, None, person())
         token = await interactive(core)
-        cache = core.engine.cache
-        for at in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
-            cache.remove_at(at)
+        cache = core.engine.cache  # as if the authority had revoked the refresh token
         for rt in list(cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN)):
             cache.update_rt(rt, "not-a-refresh-token")
         with pytest.raises(ipc.BrokerError) as err:
-            await silent(core, account=token.account)
+            await silent(core, account=token.account, force_refresh=True)
         assert err.value.status == ipc.Status.INTERACTION_REQUIRED
         assert err.value.error_code > 0  # the AADSTS number
         assert "not-a-refresh-token" not in err.value.context
@@ -426,3 +424,74 @@ def test_no_secret_in_logs_or_store_bytes(authority, tmp_path: Path, caplog) -> 
         assert secret.encode() not in data
         assert secret[-24:] not in logs
     assert USER.encode() not in data  # the whole document is encrypted
+
+
+class NotificationServer:
+    """A desktop notification server on the private bus that records what it is asked to show."""
+
+    NAME = "org.freedesktop.Notifications"
+
+    def __init__(self, address: str) -> None:
+        from jeepney.io.blocking import open_dbus_connection
+
+        self.shown: list[tuple[str, str]] = []
+        self._conn = open_dbus_connection(address)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> NotificationServer:
+        from jeepney.bus_messages import message_bus
+
+        self._conn.send_and_get_reply(message_bus.RequestName(self.NAME))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._conn.close()
+
+    def _serve(self) -> None:
+        from jeepney import MessageType, new_method_return
+
+        while not self._stop.is_set():
+            try:
+                msg = self._conn.receive(timeout=0.2)
+            except TimeoutError:
+                continue
+            if msg.header.message_type is MessageType.method_call:
+                if msg.header.fields.get(3) == "Notify":  # 3: MEMBER
+                    self.shown.append((msg.body[3], msg.body[4]))
+                self._conn.send(new_method_return(msg, "u", (len(self.shown),)))
+
+
+def test_without_a_browser_the_device_code_prompt_reaches_caller_and_desktop(
+    authority, dbus_session, monkeypatch
+) -> None:
+    for var in ("BROWSER", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(var, raising=False)
+    prompts: list[DeviceCodePrompt] = []
+
+    async def announce(prompt: DeviceCodePrompt) -> None:
+        prompts.append(prompt)
+        asyncio.get_running_loop().run_in_executor(
+            None, device_login, prompt.verification_uri, prompt.user_code, USER, PASSWORD
+        )
+
+    async def scenario() -> None:
+        core = BrokerCore(None, Settings(authority=authority.authority, ui=None, backend=None),
+                          open_url=person())  # never used: no browser can open
+        request = ipc.TokenRequest(auth(interactive=True), parent_window_handle=1)
+        result = await core.handle(
+            ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, ctx(announce_device_code=announce)
+        )
+        assert isinstance(result, ipc.TokenResult)
+        assert result.account and result.account.username == USER
+        await core.aclose()
+
+    with NotificationServer(dbus_session.address) as notifications:
+        asyncio.run(scenario())
+    assert len(prompts) == 1
+    [(summary, body)] = notifications.shown
+    assert summary == "Sign-in required"
+    assert prompts[0].user_code in body

@@ -32,7 +32,21 @@ from authbroker.daemon.engine import TokenEngine, split_claims
 log = logging.getLogger(__name__)
 
 DOCUMENT_VERSION = 1
+#: msal treats an access token with less than this many seconds left as expired.
+HOT_MARGIN_S = 300.0
+HOT_MAX_ENTRIES = 1024
 T = TypeVar("T")
+
+
+def _silent_key(auth: ipc.AuthParameters, authority: str, home_account_id: str) -> tuple[Any, ...]:
+    """What makes two silent requests the same: client, authority, account, scopes, claims."""
+    return (
+        auth.client_id,
+        authority,
+        home_account_id,
+        tuple(sorted(s.lower() for s in auth.requested_scopes)),
+        auth.decoded_claims,
+    )
 
 
 class DocumentStore(Protocol):
@@ -69,6 +83,9 @@ class BrokerCore:
         self._load_lock = asyncio.Lock()
         self._save_lock = asyncio.Lock()
         self._inflight: dict[tuple[Any, ...], asyncio.Future[ipc.TokenResult]] = {}
+        #: Recent silent results by request key, served while msal would serve them from its
+        #: cache (more than 5 minutes left), without a trip to the executor.
+        self._hot: dict[tuple[Any, ...], ipc.TokenResult] = {}
         self._sign_ins: set[ui.SignIn] = set()
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -193,6 +210,7 @@ class BrokerCore:
         await self.start()
         removed = await self._run(self.engine.remove_account, home_account_id)
         known = self._accounts.pop(home_account_id, None) is not None
+        self._hot = {k: v for k, v in self._hot.items() if k[2] != home_account_id}
         if self._default == home_account_id:
             rest = sorted(self._accounts.values(), key=lambda a: -float(a.get("lastSignIn", 0)))
             self._default = rest[0]["homeAccountId"] if rest else None
@@ -224,29 +242,39 @@ class BrokerCore:
                 tag="core.silent.no_account",
             )
         target = self.engine.target(auth)
-        log.debug(
-            "silent %s: authority %s -> %s, scopes %s, claims %r, renew %s, force %s, query %s",
-            ctx.correlation_id, auth.authority, target.authority, list(auth.requested_scopes),
-            auth.decoded_claims, bool(auth.access_token_to_renew), auth.force_refresh,
-            sorted(auth.extra_query),
-        )
-        key = (
-            auth.client_id,
-            target.authority,
-            home_account_id,
-            tuple(sorted(s.lower() for s in auth.requested_scopes)),
-            auth.decoded_claims,
-            auth.force_refresh or bool(auth.access_token_to_renew),
-        )
-        shared = self._inflight.get(key)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "silent %s: authority %s -> %s, scopes %s, claims %r, renew %s, force %s, "
+                "query %s", ctx.correlation_id, auth.authority, target.authority,
+                list(auth.requested_scopes), auth.decoded_claims,
+                bool(auth.access_token_to_renew), auth.force_refresh, sorted(auth.extra_query),
+            )
+        force = auth.force_refresh or bool(auth.access_token_to_renew)
+        key = _silent_key(auth, target.authority, home_account_id)
+        challenge = bool(auth.decoded_claims) and split_claims(auth.decoded_claims).challenge
+        if not force and not challenge:
+            hot = self._hot.get(key)
+            if hot is not None and hot.expires_on - time.time() > HOT_MARGIN_S:
+                return hot
+        flight = (*key, force)
+        shared = self._inflight.get(flight)
         if shared is None:
-            shared = asyncio.ensure_future(self._silent(auth, home_account_id, ctx))
-            self._inflight[key] = shared
-            shared.add_done_callback(lambda _f: self._inflight.pop(key, None))
+            shared = asyncio.ensure_future(self._silent(auth, home_account_id, ctx, key))
+            self._inflight[flight] = shared
+            shared.add_done_callback(lambda _f: self._inflight.pop(flight, None))
         return await asyncio.shield(shared)
 
+    def _keep_hot(self, key: tuple[Any, ...], result: ipc.TokenResult) -> None:
+        if len(self._hot) >= HOT_MAX_ENTRIES:
+            now = time.time()
+            self._hot = {k: v for k, v in self._hot.items() if v.expires_on - now > HOT_MARGIN_S}
+            if len(self._hot) >= HOT_MAX_ENTRIES:
+                self._hot.clear()
+        self._hot[key] = result
+
     async def _silent(
-        self, auth: ipc.AuthParameters, home_account_id: str, ctx: CallContext
+        self, auth: ipc.AuthParameters, home_account_id: str, ctx: CallContext,
+        key: tuple[Any, ...],
     ) -> ipc.TokenResult:
         try:
             result = await self._run(self.engine.acquire_silent, auth, home_account_id)
@@ -263,6 +291,7 @@ class BrokerCore:
             self._remember(result.account)
         log.info("silent %s for %s: token for %s", ctx.correlation_id, auth.client_id,
                  list(auth.requested_scopes))
+        self._keep_hot(key, result)
         await self._persist()
         return result
 
@@ -288,13 +317,18 @@ class BrokerCore:
             target.authority, mode,
         )
         try:
-            msal_result = await sign_in.run(interaction.sign_in(mode), self.sign_in_timeout)
+            msal_result = await sign_in.run(
+                interaction.sign_in(mode, forced=bool(self.ui_mode)), self.sign_in_timeout
+            )
         finally:
             self._sign_ins.discard(sign_in)
         result = await self._run(
             self.engine.token_result, msal_result, auth.requested_scopes, app, target
         )
         self._remember(result.account)
+        if result.account:
+            key = _silent_key(auth, target.authority, result.account.home_account_id)
+            self._keep_hot(key, result)
         log.info(
             "interactive %s: signed in %s", ctx.correlation_id,
             result.account.username if result.account else "?",

@@ -184,11 +184,18 @@ class Interaction:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
 
-    async def sign_in(self, mode: str) -> dict[str, Any]:
+    async def sign_in(self, mode: str, *, forced: bool = False) -> dict[str, Any]:
         if mode == BROWSER:
             result = await self.browser()
             if result is not None:
                 return result
+            if forced:
+                raise ipc.BrokerError(
+                    ipc.Status.UNEXPECTED,
+                    "no browser could be opened and AUTHBROKER_UI=browser forbids the "
+                    "device-code flow; set BROWSER or unset AUTHBROKER_UI",
+                    tag="ui.browser.unavailable",
+                )
             log.warning("no browser could be opened; falling back to the device-code flow")
         return await self.device_code()
 
@@ -213,7 +220,12 @@ class Interaction:
             if self.query:
                 url += ("&" if "?" in url else "?") + urlencode(self.query)
             log.info("sign-in %s: opening the browser", self.ctx.correlation_id)
-            if not await self._run(self.open_url, url):
+            try:
+                opened = await self._run(self.open_url, url)
+            except Exception as exc:  # a broken $BROWSER is "no browser", not a failed call
+                log.warning("the browser failed to open: %r", exc)
+                opened = False
+            if not opened:
                 return None
             response = await listener.response()
         finally:
