@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml scripts/dev-install.sh
 venv: $(STAMP)
 
 demo: $(STAMP)
+	@if command -v npm >/dev/null; then scripts/install-node-deps.sh || \
+	  echo "(Azurite could not be installed: the demo skips its storage step)"; fi
 	$(BIN)/authbroker demo
 
 system-deps:

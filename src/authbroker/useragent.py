@@ -179,11 +179,19 @@ def _page_error(text: str, status: int) -> SignInError:
 
 
 def _choose_button(forms: list[Form], username: str) -> tuple[Form, tuple[str, str, str]] | None:
-    """On an account picker: the submit button naming the user."""
-    wanted = username.lower()
+    """On an account picker: the submit button naming exactly the user."""
+    wanted = username.strip().lower()
     for form in forms:
         for button in form.buttons:
-            if wanted in (button[1].lower(), button[2].lower()) or wanted in button[2].lower():
+            if wanted in (button[1].strip().lower(), button[2].strip().lower()):
+                return form, button
+    return None
+
+
+def _another_account(forms: list[Form]) -> tuple[Form, tuple[str, str, str]] | None:
+    for form in forms:
+        for button in form.buttons:
+            if "another" in button[2].lower():
                 return form, button
     return None
 
@@ -254,16 +262,14 @@ def sign_in(
             data = dict(form.fields) | ({name: value} if name else {})
             resp = _submit(s, url, form, data, timeout)
             continue
-        if forms and forms[0].buttons and not credentials_sent:
-            # a picker without this user: take the "another account" way to the form
-            other = next(
-                (f for f in forms if "another" in " ".join(b[2] for b in f.buttons).lower()), None
+        other = _another_account(forms)
+        if other is not None and not credentials_sent:
+            # a picker without this user: take the "use another account" way to the form
+            form, (name, value, _label) = other
+            resp = _submit(
+                s, url, form, dict(form.fields) | ({name: value} if name else {}), timeout
             )
-            if other is not None:
-                name, value, _ = other.buttons[0]
-                data = dict(other.fields) | ({name: value} if name else {})
-                resp = _submit(s, url, other, data, timeout)
-                continue
+            continue
         raise _page_error(text, resp.status_code)
     raise SignInError(f"the sign-in did not finish within {MAX_STEPS} pages")
 
@@ -287,8 +293,7 @@ def device_login(
     if form is None:
         raise SignInError(f"no approval form at the verification page: {text[:300]}")
     data = dict(form.fields) | {"username": username, "password": password}
-    if "user_code" in form.fields or "user_code" not in data:
-        data["user_code"] = user_code
+    data["user_code"] = user_code
     resp = _submit(s, resp.url, form, data, timeout)
     if resp.is_redirect:
         resp = s.get(urljoin(resp.url, resp.headers["Location"]), timeout=timeout)
