@@ -202,3 +202,20 @@ def test_unexpected_exception_becomes_entra_error_without_secrets(tmp_path, capl
     assert "Traceback" not in json.dumps(body) and "SECRET" not in json.dumps(body)
     assert "RuntimeError" in caplog.text and "GET /boom 500" in caplog.text
     assert "SECRET" not in caplog.text
+
+
+def test_users_file_replaces_the_demo_tenant(tmp_path, authority):
+    tenant = "11111111-2222-3333-4444-555555555555"
+    users = tmp_path / "users.json"
+    users.write_text(json.dumps({"tenant_id": tenant, "domain": "fabrikam.example", "users": [
+        {"username": "ann@fabrikam.example", "password": "An0ther-secret", "name": "Ann"}]}))
+    with start_authority(tmp_path, "--users", str(users), ca_from=authority) as own:
+        assert own.tenant_id == tenant
+        app = msal_app(own.authority, "fabrikam.example")
+        result = browser_sign_in(app, [STORAGE], username="ann@fabrikam.example",
+                                 password="An0ther-secret", response_mode="form_post")
+        assert result["id_token_claims"]["tid"] == tenant
+        assert result["id_token_claims"]["name"] == "Ann"
+        with pytest.raises(AssertionError, match="password is incorrect"):
+            browser_sign_in(msal_app(own.authority, tenant), [STORAGE],
+                            response_mode="form_post")  # the demo user does not exist here

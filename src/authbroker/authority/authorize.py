@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
@@ -31,8 +32,12 @@ class PageError(Exception):
         self.entra = error
 
 
-def _first(request_params: object) -> dict[str, str]:
-    return {k: str(v) for k, v in reversed(list(request_params.items()))}  # type: ignore[attr-defined]
+def _first(params: Mapping[str, object]) -> dict[str, str]:
+    """One value per name (the first), as Entra reads repeated parameters."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        out.setdefault(key, str(value))
+    return out
 
 
 def _error_page(error: EntraError) -> web.Response:

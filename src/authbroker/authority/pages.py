@@ -31,16 +31,16 @@ def _error(message: str | None) -> str:
 
 def sign_in(action: str, tx: str, *, username: str = "", error: str | None = None,
             app: str = "") -> str:
-    autofocus = "password" if username else "username"
+    focus_user, focus_password = ("", "autofocus") if username else ("autofocus", "")
     body = (
         f"<p>Sign in to continue to {escape(app) or 'the application'}.</p>{_error(error)}"
         f'<form method="post" action="{escape(action)}">{_hidden({"tx": tx})}'
         '<label for="username">Email or username</label>'
-        f'<input id="username" name="username" type="email" value="{escape(username)}" '
-        f'autocomplete="username" {"autofocus" if autofocus == "username" else ""} required>'
+        f'<input id="username" name="username" type="text" inputmode="email" '
+        f'value="{escape(username)}" autocomplete="username" {focus_user} required>'
         '<label for="password">Password</label>'
         '<input id="password" name="password" type="password" autocomplete="current-password" '
-        f'{"autofocus" if autofocus == "password" else ""} required>'
+        f'{focus_password} required>'
         '<button type="submit" name="action" value="signin">Sign in</button></form>'
         '<p class="note">authbroker local authority &mdash; offline development sign-in.</p>'
     )
@@ -82,7 +82,8 @@ def device_login(action: str, *, user_code: str = "", username: str = "",
         f'<input id="user_code" name="user_code" value="{escape(user_code)}" '
         'autocomplete="off" required>'
         '<label for="username">Email or username</label>'
-        f'<input id="username" name="username" type="email" value="{escape(username)}" required>'
+        '<input id="username" name="username" type="text" inputmode="email" '
+        f'value="{escape(username)}" autocomplete="username" required>'
         '<label for="password">Password</label>'
         '<input id="password" name="password" type="password" required>'
         '<button type="submit">Sign in</button></form>'
