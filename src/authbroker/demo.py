@@ -267,7 +267,8 @@ def _run_steps(args: argparse.Namespace, data_dir: Path, stack: ExitStack) -> in
     verify_with_jwks(authority, token)
 
     _step(6, "Calling a protected resource with the token: Azurite blob storage")
-    call_storage(authority, credential)
-
-    print("\nDone: signed in offline and used the token.")
+    if call_storage(authority, credential):
+        print("\nDone: signed in offline and used the token on a protected resource.")
+    else:
+        print("\nDone: signed in offline and verified the token.")
     return 0
