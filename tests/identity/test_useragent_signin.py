@@ -137,3 +137,23 @@ def test_device_login_with_a_wrong_code_is_refused(authority):
     flow = _app(authority).initiate_device_flow(SCOPES)
     with pytest.raises(SignInError):
         device_login(flow["verification_uri"], "WRONGCODE", USER, DEMO_PASSWORD)
+
+
+def test_error_page_for_an_unregistered_redirect_uri_is_raised(authority):
+    flow = _app(authority).initiate_auth_code_flow(
+        SCOPES, redirect_uri="https://app.example/callback", response_mode="form_post"
+    )
+    with pytest.raises(SignInError, match="AADSTS50011"):
+        sign_in(flow["auth_uri"], USER, DEMO_PASSWORD)
+
+
+def test_an_error_answer_is_delivered_to_the_app_and_returned(authority, loopback):
+    # prompt=none in a fresh browser: the authority answers interaction_required to the app.
+    flow = _app(authority).initiate_auth_code_flow(
+        SCOPES, redirect_uri=loopback.redirect_uri, response_mode="form_post", prompt="none"
+    )
+    delivery = sign_in(flow["auth_uri"], USER, DEMO_PASSWORD)
+    assert delivery.error == "interaction_required"
+    arrival = loopback.wait()
+    assert arrival.fields["error"] == "interaction_required"
+    assert arrival.fields["state"] == flow["state"] and "code" not in arrival.fields
