@@ -7,6 +7,7 @@ broker owns all UI (browser or device code), so nothing here writes to stdout.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -84,7 +85,9 @@ def to_token(result: TokenResult, query: TokenQuery) -> Token:
     is_pop = result.access_token_type == ipc.AccessTokenType.POP
     if query.pop is not None and not is_pop:
         raise BackendError(
-            Kind.UNSUPPORTED, "the broker answered a PoP request with a bearer token; refusing it"
+            Kind.UNSUPPORTED,
+            "the broker did not issue a Proof-of-Possession token (it answered with a bearer "
+            "token, which is not returned in its place)",
         )
     environment = urlparse(query.authority).netloc
     account = result.account or account_from_claims(claims, result.client_info, environment)
@@ -125,6 +128,16 @@ def query_is_pop_refusal(message: str) -> bool:
     return ("pop" in lowered or "proof-of-possession" in lowered) and "support" in lowered
 
 
+def _interactive_error(exc: BaseException, query: TokenQuery, started: float) -> BackendError:
+    """A sign-in that ran out of time is the person's timeout, not a missing broker."""
+    if isinstance(exc, BrokerUnavailableError) and time.monotonic() - started >= query.timeout - 1:
+        return BackendError(
+            Kind.FAILED,
+            f"Timed out after waiting {query.timeout:g} seconds for the user to authenticate",
+        )
+    return translate(exc)
+
+
 class DBusBackend:
     name = NAME
 
@@ -148,16 +161,25 @@ class DBusBackend:
         return to_token(result, query)
 
     def interactive(self, query: TokenQuery, *, prompt: str) -> Token:
+        """One sign-in on its own connection, bounded by the credential's ``timeout``."""
+        from authbroker.client import BrokerClient
+
         auth = auth_parameters(query, None, prompt=prompt)
         handle = query.parent_window_handle
+        started = time.monotonic()
         try:
-            with self._lock:
-                result = self._broker().acquire_token_interactively(
-                    auth,
-                    parent_window_handle=1 if handle is None else handle,
-                )
+            with BrokerClient(timeout=query.timeout) as client:
+                try:
+                    result = client.acquire_token_interactively(
+                        auth, parent_window_handle=1 if handle is None else handle
+                    )
+                except BrokerUnavailableError:
+                    if time.monotonic() - started >= query.timeout - 1:
+                        with contextlib.suppress(Exception):
+                            client.cancel_interactive_flow()
+                    raise
         except Exception as exc:
-            raise translate(exc) from exc
+            raise _interactive_error(exc, query, started) from exc
         return to_token(result, query)
 
     def close(self) -> None:
@@ -187,19 +209,18 @@ class AsyncDBusBackend:
         return to_token(result, query)
 
     async def interactive(self, query: TokenQuery, *, prompt: str) -> Token:
+        from authbroker.client import AsyncBrokerClient
+
         auth = auth_parameters(query, None, prompt=prompt)
         handle = query.parent_window_handle
         started = time.monotonic()
         try:
-            result = await self._broker().acquire_token_interactively(
-                auth,
-                parent_window_handle=1 if handle is None else handle,
-            )
+            async with AsyncBrokerClient(timeout=query.timeout) as client:
+                result = await client.acquire_token_interactively(
+                    auth, parent_window_handle=1 if handle is None else handle
+                )
         except Exception as exc:
-            raise translate(exc) from exc
-        _LOGGER.debug(
-            "interactive sign-in through the broker took %.1f s", time.monotonic() - started
-        )
+            raise _interactive_error(exc, query, started) from exc
         return to_token(result, query)
 
     async def close(self) -> None:

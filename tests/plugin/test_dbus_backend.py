@@ -1,0 +1,178 @@
+"""The ``dbus`` backend against the real daemon on a private bus and the local authority:
+sync and aio credentials in one parametrized suite. The plugin process's own $BROWSER is
+/bin/false — every sign-in below is the daemon's (counted by the scripted agent's log)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from azure.core.exceptions import ClientAuthenticationError
+from azure.identity._internal import within_dac
+
+from azure.identity import AuthenticationRequiredError, CredentialUnavailableError
+from plugin.conftest import STORAGE_SCOPE, USERNAME, claims_of
+
+POP = {
+    "resource_request_method": "GET",
+    "resource_request_url": "https://127.0.0.1:10000/devstoreaccount1/c",
+    "nonce": "n-1",
+}
+
+
+def test_sign_in_through_the_daemon_then_memory(twin, cred_kwargs, broker_daemon) -> None:
+    credential = twin(**cred_kwargs)
+    first = credential.get_token(STORAGE_SCOPE)
+    assert claims_of(first.token)["upn"] == USERNAME
+    assert broker_daemon.sign_ins() == 1
+    assert credential.get_token_info(STORAGE_SCOPE).token == first.token
+    assert broker_daemon.sign_ins() == 1
+    runner = credential.credential._runner
+    assert list(runner._backends) == ["dbus"]  # no fallback happened on the way
+
+
+def test_record_restores_the_account_silently(twin, cred_kwargs, broker_daemon) -> None:
+    record = twin(**cred_kwargs).authenticate(scopes=[STORAGE_SCOPE])
+    assert record.username == USERNAME
+    restored = twin(
+        authentication_record=record,
+        disable_interactive_fallback=True,
+        disable_instance_discovery=True,
+    )
+    token = restored.get_token(STORAGE_SCOPE)
+    assert claims_of(token.token)["upn"] == USERNAME
+    assert broker_daemon.sign_ins() == 1
+
+
+def test_default_broker_account_is_used_silently(twin, cred_kwargs, broker_daemon) -> None:
+    twin(**cred_kwargs).get_token(STORAGE_SCOPE)  # the broker now has one account
+    quiet = twin(use_default_broker_account=True, disable_interactive_fallback=True, **cred_kwargs)
+    assert claims_of(quiet.get_token(STORAGE_SCOPE).token)["upn"] == USERNAME
+    assert broker_daemon.sign_ins() == 1
+
+
+def test_without_default_account_the_picker_follows(twin, cred_kwargs, broker_daemon) -> None:
+    credential = twin(use_default_broker_account=True, **cred_kwargs)
+    assert claims_of(credential.get_token(STORAGE_SCOPE).token)["upn"] == USERNAME
+    assert broker_daemon.sign_ins() == 1
+
+
+def test_without_default_account_and_no_ui_the_error_says_so(
+    twin, cred_kwargs, broker_daemon
+) -> None:
+    credential = twin(
+        use_default_broker_account=True, disable_interactive_fallback=True, **cred_kwargs
+    )
+    with pytest.raises(AuthenticationRequiredError, match="disable_interactive_fallback"):
+        credential.get_token(STORAGE_SCOPE)
+    assert broker_daemon.sign_ins() == 0
+
+
+def test_disable_interactive_fallback(twin, cred_kwargs, broker_daemon) -> None:
+    credential = twin(disable_interactive_fallback=True, **cred_kwargs)
+    with pytest.raises(AuthenticationRequiredError, match="disable_interactive_fallback"):
+        credential.get_token(STORAGE_SCOPE)
+    assert broker_daemon.sign_ins() == 0
+
+
+def test_claims_challenge_bypasses_every_cache(twin, cred_kwargs, broker_daemon) -> None:
+    credential = twin(**cred_kwargs)
+    first = credential.get_token(STORAGE_SCOPE)
+    challenge = '{"access_token":{"nbf":{"essential":true,"value":"1"}}}'
+    fresh = credential.get_token(STORAGE_SCOPE, claims=challenge)
+    assert fresh.token != first.token
+    assert broker_daemon.sign_ins() == 1  # a silent refresh, not a new sign-in
+
+
+def test_cae_first_gets_a_cp1_token_and_its_own_cache(twin, cred_kwargs, broker_daemon) -> None:
+    credential = twin(**cred_kwargs)
+    cae = credential.get_token(STORAGE_SCOPE, enable_cae=True)
+    assert "CP1" in claims_of(cae.token).get("xms_cc", [])
+    assert credential.get_token(STORAGE_SCOPE, enable_cae=True).token == cae.token
+    challenge = '{"access_token":{"nbf":{"essential":true,"value":"1"}}}'
+    fresh = credential.get_token(STORAGE_SCOPE, enable_cae=True, claims=challenge)
+    assert fresh.token != cae.token
+    assert "CP1" in claims_of(fresh.token).get("xms_cc", [])
+    assert broker_daemon.sign_ins() == 1
+
+
+@pytest.mark.xfail(
+    reason="the daemon keeps one msal token cache for CAE and non-CAE apps, so a CAE request "
+    "after a plain one gets the plain cached token (daemon issue, reported)",
+    strict=False,
+)
+def test_cae_after_a_plain_token_is_still_cp1(twin, cred_kwargs, broker_daemon) -> None:
+    credential = twin(**cred_kwargs)
+    plain = credential.get_token(STORAGE_SCOPE)
+    cae = credential.get_token(STORAGE_SCOPE, enable_cae=True)
+    assert "xms_cc" not in claims_of(plain.token)
+    assert "CP1" in claims_of(cae.token).get("xms_cc", [])
+
+
+def test_second_tenant_allowed_and_refused(twin, cred_kwargs, broker_daemon) -> None:
+    credential = twin(additionally_allowed_tenants=["contoso.example"], **cred_kwargs)
+    credential.get_token(STORAGE_SCOPE)
+    other = credential.get_token(STORAGE_SCOPE, tenant_id="contoso.example")
+    assert claims_of(other.token)["upn"] == USERNAME
+    with pytest.raises(ClientAuthenticationError, match="additionally_allowed_tenants"):
+        credential.get_token(STORAGE_SCOPE, tenant_id="fabrikam.example")
+    assert broker_daemon.sign_ins() == 1
+
+
+def test_pop_is_never_downgraded_to_bearer(twin, cred_kwargs, broker_daemon) -> None:
+    credential = twin(**cred_kwargs)
+    credential.get_token(STORAGE_SCOPE)
+    try:
+        info = credential.get_token_info(STORAGE_SCOPE, options={"pop": POP})
+    except ClientAuthenticationError as exc:
+        assert "Proof-of-Possession" in str(exc)
+    else:  # a broker that can sign: the token must be a PoP one
+        assert info.token_type.lower() == "pop"
+
+
+@pytest.mark.parametrize("in_dac", [False, True], ids=["alone", "in-dac"])
+def test_broker_errors_carry_the_broker_message(
+    twin, authority, broker_daemon, in_dac: bool
+) -> None:
+    credential = twin(
+        authority=authority.authority, tenant_id="fabrikam.example", disable_instance_discovery=True
+    )
+    marker = within_dac.set(in_dac)
+    try:
+        with pytest.raises(ClientAuthenticationError) as info:
+            credential.get_token(STORAGE_SCOPE)
+    finally:
+        within_dac.reset(marker)
+    assert isinstance(info.value, CredentialUnavailableError) is in_dac
+    assert "fabrikam.example" in str(info.value) or "AADSTS" in str(info.value)
+
+
+def test_msa_passthrough_reaches_the_authority(twin, cred_kwargs, start_daemon) -> None:
+    daemon = start_daemon(AUTHBROKER_UA_USERNAME="personal@outlook.example")
+    kwargs = {**cred_kwargs, "tenant_id": "organizations", "timeout": 4}
+    token = twin(enable_msa_passthrough=True, **kwargs).get_token(STORAGE_SCOPE)
+    assert claims_of(token.token)["unique_name"] == "personal@outlook.example"
+    # without passthrough the authority refuses the personal account: the person never finishes
+    with pytest.raises(ClientAuthenticationError, match="Timed out after waiting 4 seconds"):
+        twin(**kwargs).get_token(STORAGE_SCOPE)
+    assert daemon.sign_ins() == 2
+
+
+def test_nothing_on_stdout_and_no_pii_in_logs(
+    twin, cred_kwargs, broker_daemon, capfd, caplog
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    credential = twin(**cred_kwargs)
+    token = credential.get_token(STORAGE_SCOPE)
+    credential.get_token(STORAGE_SCOPE)
+    out, _err = capfd.readouterr()
+    assert out == ""
+    assert token.token not in caplog.text
+    assert USERNAME not in caplog.text
+
+
+def test_support_logging_alone_turns_on_pii(twin, cred_kwargs, broker_daemon, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    token = twin(enable_support_logging=True, **cred_kwargs).get_token(STORAGE_SCOPE)
+    assert USERNAME in caplog.text
+    assert token.token not in caplog.text
