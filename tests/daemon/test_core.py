@@ -495,3 +495,54 @@ def test_without_a_browser_the_device_code_prompt_reaches_caller_and_desktop(
     [(summary, body)] = notifications.shown
     assert summary == "Sign-in required"
     assert prompts[0].user_code in body
+
+
+def test_hint_prompt_claims_and_passthrough_travel_to_the_authority(authority) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    seen: list[str] = []
+    personal = person(PERSONAL)
+
+    def open_url(url: str) -> bool:
+        seen.append(url)
+        return personal(url)
+
+    challenge = json.dumps({"access_token": {"acrs": {"essential": True, "value": "c1"}}})
+
+    async def scenario() -> ipc.TokenResult:
+        core = make_core(authority.authority, None, open_url)
+        token = await interactive(
+            core, username=PERSONAL, prompt="login", decoded_claims=challenge,
+            extra_query={"msal_client_sku": "MSAL.Python",
+                         "msal_request_type": "consumer_passthrough"},
+        )
+        await core.aclose()
+        return token
+
+    token = asyncio.run(scenario())
+    assert token.account and token.account.username == PERSONAL
+    query = parse_qs(urlsplit(seen[0]).query)
+    assert query["login_hint"] == [PERSONAL]
+    assert query["prompt"] == ["login"]
+    assert json.loads(query["claims"][0]) == json.loads(challenge)
+    assert query["msal_request_type"] == ["consumer_passthrough"]
+    assert query["response_mode"] == ["form_post"]
+    assert "msal_client_sku" not in query  # client telemetry stays with the client
+
+
+def test_authority_that_went_away_is_named_with_the_setting(tmp_path: Path, authority) -> None:
+    async def sign_in_then(core: BrokerCore, stop: Callable[[], None]) -> ipc.BrokerError:
+        await interactive(core)
+        stop()
+        with pytest.raises(ipc.BrokerError) as err:
+            await silent(core, force_refresh=True)
+        return err.value
+
+    with start_authority(tmp_path, ca_from=authority) as gone:
+        core = make_core(gone.authority, None, person())
+        error = asyncio.run(sign_in_then(core, lambda: (gone.process.terminate(),
+                                                         gone.process.wait(10))))
+    assert error.status == ipc.Status.NO_NETWORK
+    assert "AUTHBROKER_AUTHORITY" in error.context
+    assert gone.authority in error.context
+    asyncio.run(core.aclose())

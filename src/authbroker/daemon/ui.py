@@ -24,15 +24,17 @@ import webbrowser
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import Executor
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
 import msal
-from aiohttp import web
 
 from authbroker import ipc
 from authbroker.daemon import engine as eng
 from authbroker.daemon.api import CallContext, DeviceCodePrompt
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +126,8 @@ class LoopbackListener:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
+        from aiohttp import web  # only needed while someone signs in: keeps idle memory low
+
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
@@ -134,6 +138,8 @@ class LoopbackListener:
         await web.SockSite(self._runner, sock).start()
 
     async def _handle(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         params: dict[str, str] = dict(request.query)
         if request.method == "POST":
             params.update({k: str(v) for k, v in (await request.post()).items()})
