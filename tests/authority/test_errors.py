@@ -64,8 +64,14 @@ def test_pkce_mismatch_and_missing_verifier(authority):
 
 def test_code_is_single_use_and_redirect_uri_must_match(authority):
     flow, code = fresh_code(authority)
-    assert redeem(authority, code, flow["code_verifier"]).status_code == 200
+    first = redeem(authority, code, flow["code_verifier"])
+    assert first.status_code == 200
     assert_entra_error(redeem(authority, code, flow["code_verifier"]), "invalid_grant", 54005)
+    # a replayed code revokes what the first redemption issued
+    replay_victim = requests.post(token_url(authority), data={
+        "grant_type": "refresh_token", "client_id": TEST_CLIENT_ID,
+        "refresh_token": first.json()["refresh_token"]}, timeout=10)
+    assert_entra_error(replay_victim, "invalid_grant", 50173)
     flow, code = fresh_code(authority)
     body = assert_entra_error(
         redeem(authority, code, flow["code_verifier"], redirect_uri="http://localhost:9999"),

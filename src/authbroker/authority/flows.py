@@ -144,13 +144,14 @@ class Flows:
         return self.sessions.get(digest(session_id)) if session_id else None
 
     def remember(self, session_id: str | None, user: User, auth_time: int) -> str:
-        """Add the user to the browser session (creating one); returns the cookie value."""
-        session = self.session(session_id)
-        if session is None or session_id is None:
-            session_id, session = new_secret(), Session()
+        """Add the user to the browser session; returns the new cookie value (the session id
+        changes at every sign-in, so a planted cookie never becomes a signed-in one)."""
+        old = self.sessions.pop(digest(session_id)) if session_id else None
+        session = Session(dict(old.accounts) if old else {})
         session.accounts[user.username] = auth_time
-        self.sessions.put(digest(session_id), session, SESSION_LIFETIME)
-        return session_id
+        new_id = new_secret()
+        self.sessions.put(digest(new_id), session, SESSION_LIFETIME)
+        return new_id
 
     # -- authorization codes ---------------------------------------------------------------------
     def issue_code(self, record: CodeRecord) -> str:
