@@ -120,6 +120,12 @@ def test_unknown_grant_and_malformed_bodies(authority):
     assert big.status_code == 413  # aiohttp's body limit, not a crash
 
 
+def test_scopes_for_two_resources_are_invalid_scope(authority):
+    answer = requests.post(authority.url(f"/{authority.tenant_id}/oauth2/v2.0/devicecode"), data={
+        "client_id": TEST_CLIENT_ID, "scope": f"{STORAGE} api://orders/read openid"}, timeout=10)
+    assert_entra_error(answer, "invalid_scope", 28000)
+
+
 def test_unknown_tenant(authority):
     conf = requests.get(authority.url("/fabrikam.example/v2.0/.well-known/openid-configuration"),
                         timeout=10)

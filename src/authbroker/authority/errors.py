@@ -192,9 +192,11 @@ def invalid_device_code() -> EntraError:
     )
 
 
-def invalid_scope(detail: str) -> EntraError:
+def several_resources() -> EntraError:
     return EntraError(
-        "invalid_scope", 70011, f"The provided value for scope is not valid. {detail}"
+        "invalid_scope", 28000,
+        "Provided value for the input parameter scope is not valid because it contains more "
+        "than one resource.",
     )
 
 

@@ -61,11 +61,7 @@ def parse_scopes(raw: str | None) -> ScopeRequest:
             resources.append(resource)
         permissions.append("user_impersonation" if perm in (".default", "") else perm)
     if len(resources) > 1:
-        raise errors.EntraError(
-            "invalid_scope", 28000,
-            "Provided value for the input parameter scope is not valid because it contains more "
-            "than one resource.",
-        )
+        raise errors.several_resources()
     return ScopeRequest(scopes, resources[0] if resources else None, tuple(permissions))
 
 
