@@ -15,6 +15,7 @@ from typing import Any
 import msal
 import pytest
 import requests
+from desktop_notifications import NotificationServer
 
 from authbroker import ipc
 from authbroker.config import Settings
@@ -424,45 +425,6 @@ def test_no_secret_in_logs_or_store_bytes(authority, tmp_path: Path, caplog) -> 
         assert secret.encode() not in data
         assert secret[-24:] not in logs
     assert USER.encode() not in data  # the whole document is encrypted
-
-
-class NotificationServer:
-    """A desktop notification server on the private bus that records what it is asked to show."""
-
-    NAME = "org.freedesktop.Notifications"
-
-    def __init__(self, address: str) -> None:
-        from jeepney.io.blocking import open_dbus_connection
-
-        self.shown: list[tuple[str, str]] = []
-        self._conn = open_dbus_connection(address)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def __enter__(self) -> NotificationServer:
-        from jeepney.bus_messages import message_bus
-
-        self._conn.send_and_get_reply(message_bus.RequestName(self.NAME))
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._conn.close()
-
-    def _serve(self) -> None:
-        from jeepney import MessageType, new_method_return
-
-        while not self._stop.is_set():
-            try:
-                msg = self._conn.receive(timeout=0.2)
-            except TimeoutError:
-                continue
-            if msg.header.message_type is MessageType.method_call:
-                if msg.header.fields.get(3) == "Notify":  # 3: MEMBER
-                    self.shown.append((msg.body[3], msg.body[4]))
-                self._conn.send(new_method_return(msg, "u", (len(self.shown),)))
 
 
 def test_without_a_browser_the_device_code_prompt_reaches_caller_and_desktop(

@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import importlib.util
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -25,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from desktop_notifications import NotificationServer
 
 from authbroker import ipc
 from authbroker.client import BrokerClient
 from authbroker.daemon.store import Store
+from authbroker.useragent import device_login
 from fixtures.authority import AuthorityProcess, start_authority
 
 if importlib.util.find_spec("pymsalruntime") is None:  # importing it would ping the bus
@@ -135,7 +138,8 @@ class Setup:
         )
 
 
-def _setup(authority: AuthorityProcess, bus: Any, tmp_path: Path) -> Iterator[Setup]:
+def _setup(authority: AuthorityProcess, bus: Any, tmp_path: Path,
+           **extra: str) -> Iterator[Setup]:
     env = dict(
         bus.env,
         AUTHBROKER_AUTHORITY=authority.authority,
@@ -147,6 +151,7 @@ def _setup(authority: AuthorityProcess, bus: Any, tmp_path: Path) -> Iterator[Se
         XDG_STATE_HOME=str(tmp_path / "state"),
     )
     env.pop("AUTHBROKER_UI", None)
+    env.update(extra)
     daemon = Daemon(bus, env, tmp_path / "store.enc", tmp_path / "daemon.log")
     daemon.start()
     try:
@@ -165,6 +170,12 @@ def short_lived_broker(authority, dbus_session, secret_service, tmp_path: Path) 
     """Like ``broker``, on an authority whose tokens live 3 s."""
     with start_authority(tmp_path, "--token-lifetime", "3", ca_from=authority) as short:
         yield from _setup(short, dbus_session, tmp_path)
+
+
+@pytest.fixture
+def device_code_broker(authority, dbus_session, secret_service, tmp_path: Path) -> Iterator[Setup]:
+    """Like ``broker``, on a machine where no browser can open: the device-code flow."""
+    yield from _setup(authority, dbus_session, tmp_path, AUTHBROKER_UI="device-code", BROWSER="")
 
 
 def test_select_account_then_default_account_in_a_fresh_process(broker: Setup) -> None:
@@ -251,3 +262,24 @@ def test_tokens_never_reach_the_log_or_the_store_bytes(broker: Setup) -> None:
         assert secret.encode() not in raw
         assert secret[-32:] not in log
     assert b"contoso" not in raw
+
+
+def test_device_code_sign_in_read_from_the_desktop_notification(
+    device_code_broker: Setup,
+) -> None:
+    approved: list[str] = []
+
+    def person_reads(summary: str, body: str) -> None:
+        match = re.search(r"Open (\S+) and enter the code (\S+)", body)
+        assert match, body
+        device_login(match.group(1), match.group(2), "second@contoso.example", "Passw0rd!")
+        approved.append(match.group(2))
+
+    bus = device_code_broker.daemon.bus
+    with NotificationServer(bus.address, person_reads) as notifications:
+        [select] = device_code_broker.client("select")
+    assert select["error"] is None, select
+    assert select["token_source"] == "broker"
+    assert select["username"] == "second@contoso.example"
+    assert len(notifications.shown) == 1 and approved
+    assert approved[0] in device_code_broker.daemon.log.read_text()  # the prompt is logged too

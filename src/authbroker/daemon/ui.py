@@ -311,14 +311,15 @@ async def notify_desktop(prompt: DeviceCodePrompt) -> bool:
             bus_name=NOTIFICATIONS_NAME,
             interface=NOTIFICATIONS_NAME,
         )
-        hints: Mapping[str, Any] = {}
+        hints: Mapping[str, Any] = {"urgency": ("y", 2)}  # critical: stays until dismissed
+        body = f"Open {prompt.verification_uri} and enter the code {prompt.user_code}"
         await router.send_and_get_reply(
             new_method_call(
                 address,
                 "Notify",
                 "susssasa{sv}i",
-                ("authbroker", 0, "dialog-password", "Sign-in required", prompt.message, [],
-                 hints, 120_000),
+                ("authbroker", 0, "dialog-password", "Sign-in required", body, [], hints,
+                 int(max(prompt.expires_on - time.time(), 60) * 1000)),
             )
         )
     return True
