@@ -6,7 +6,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -40,6 +40,8 @@ class Loopback:
 
 def _handler(arrivals: queue.Queue[Arrival]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = 5  # browsers open idle preconnections; don't wait on them forever
+
         def _record(self, body: str) -> None:
             parts = urlsplit(self.path)
             fields = dict(parse_qsl(parts.query)) | dict(parse_qsl(body))
@@ -69,7 +71,10 @@ def _handler(arrivals: queue.Queue[Arrival]) -> type[BaseHTTPRequestHandler]:
 def loopback_socket() -> Iterator[Loopback]:
     """A listening loopback socket that does not answer until ``.serve()``."""
     arrivals: queue.Queue[Arrival] = queue.Queue()
-    server = HTTPServer(("127.0.0.1", 0), _handler(arrivals))
+    # Threaded: an idle browser preconnection must not block the next request or shutdown().
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(arrivals))
+    server.daemon_threads = True
+    server.block_on_close = False
     listener = Loopback(server, arrivals)
     try:
         yield listener
