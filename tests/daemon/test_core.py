@@ -508,3 +508,26 @@ def test_authority_that_went_away_is_named_with_the_setting(tmp_path: Path, auth
     assert "AUTHBROKER_AUTHORITY" in error.context
     assert gone.authority in error.context
     asyncio.run(core.aclose())
+
+
+def test_a_failed_save_does_not_fail_the_call_and_is_retried(authority, tmp_path: Path,
+                                                              caplog) -> None:
+    blocker = tmp_path / "state"
+    blocker.write_text("a file where the store's directory should be")
+    store = blocker / "store.enc"
+
+    async def scenario() -> None:
+        core = make_core(authority.authority, store, person())
+        token = await interactive(core)  # the save fails: the sign-in still succeeds
+        assert token.account and token.account.username == USER
+        assert "could not save the broker store" in caplog.text
+        blocker.unlink()
+        blocker.mkdir()
+        await silent(core)  # served from memory, and the pending save happens now
+        assert store.exists()
+        await core.aclose()
+        restarted = make_core(authority.authority, store)
+        assert [a.username for a in await accounts(restarted)] == [USER]
+        await restarted.aclose()
+
+    asyncio.run(scenario())

@@ -36,6 +36,17 @@ DOCUMENT_VERSION = 1
 HOT_MARGIN_S = 300.0
 HOT_MAX_ENTRIES = 1024
 T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _expect(request: ipc.Request, kind: type[R]) -> R:
+    if not isinstance(request, kind):
+        raise ipc.BrokerError(
+            ipc.Status.API_CONTRACT_VIOLATION,
+            f"expected a {kind.__name__}, got a {type(request).__name__}",
+            tag="core.request_type",
+        )
+    return request
 
 
 def _silent_key(auth: ipc.AuthParameters, authority: str, home_account_id: str) -> tuple[Any, ...]:
@@ -80,6 +91,7 @@ class BrokerCore:
         self._accounts: dict[str, dict[str, Any]] = {}
         self._default: str | None = None
         self._loaded = False
+        self._unsaved = False
         self._load_lock = asyncio.Lock()
         self._save_lock = asyncio.Lock()
         self._inflight: dict[tuple[Any, ...], asyncio.Future[ipc.TokenResult]] = {}
@@ -136,10 +148,16 @@ class BrokerCore:
         if self.store is None:
             return
         async with self._save_lock:
-            if not force and not self.engine.cache.has_state_changed:
+            if not (force or self._unsaved or self.engine.cache.has_state_changed):
                 return
             doc = self._document()
-            await self._run(self.store.save, doc)
+            try:
+                await self._run(self.store.save, doc)
+            except Exception as exc:  # the token is still good; the next call saves again
+                log.error("could not save the broker store: %s", exc)
+                self._unsaved = True
+            else:
+                self._unsaved = False
 
     async def aclose(self) -> None:
         for sign_in in list(self._sign_ins):
@@ -157,14 +175,12 @@ class BrokerCore:
         if method is ipc.Method.GET_ACCOUNTS:
             return ipc.AccountsResult(tuple(self.accounts()))
         if method is ipc.Method.ACQUIRE_TOKEN_SILENTLY:
-            assert isinstance(request, ipc.TokenRequest)
-            return await self.acquire_silent(request.auth, ctx)
+            return await self.acquire_silent(_expect(request, ipc.TokenRequest).auth, ctx)
         if method is ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY:
-            assert isinstance(request, ipc.TokenRequest)
-            return await self.acquire_interactive(request.auth, ctx)
+            return await self.acquire_interactive(_expect(request, ipc.TokenRequest).auth, ctx)
         if method is ipc.Method.REMOVE_ACCOUNT:
-            assert isinstance(request, ipc.RemoveAccountRequest)
-            await self.remove_account(request.account.home_account_id)
+            account = _expect(request, ipc.RemoveAccountRequest).account
+            await self.remove_account(account.home_account_id)
             return ipc.OkResult()
         if method is ipc.Method.CANCEL_INTERACTIVE_FLOW:
             self.cancel_interactive(ctx)
@@ -255,6 +271,8 @@ class BrokerCore:
         if not force and not challenge:
             hot = self._hot.get(key)
             if hot is not None and hot.expires_on - time.time() > HOT_MARGIN_S:
+                if self._unsaved:
+                    await self._persist()
                 return hot
         flight = (*key, force)
         shared = self._inflight.get(flight)

@@ -185,6 +185,7 @@ class Interaction:
         self.scopes = eng.msal_scopes(auth.requested_scopes)
         self.claims = eng.split_claims(auth.decoded_claims)
         self.query = eng.authority_query(auth)
+        self.login_hint = auth.login_hint or (auth.account.username if auth.account else "")
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -212,12 +213,12 @@ class Interaction:
         listener = LoopbackListener()
         await listener.start()
         try:
-            prompt = self.auth.prompt or (None if self.auth.login_hint else "select_account")
+            prompt = self.auth.prompt or (None if self.login_hint else "select_account")
             flow = self.app.initiate_auth_code_flow(
                 self.scopes,
                 redirect_uri=f"http://localhost:{listener.port}",
                 prompt=prompt,
-                login_hint=self.auth.login_hint or None,
+                login_hint=self.login_hint or None,
                 claims_challenge=self.claims.challenge,
                 response_mode="form_post",
             )
