@@ -28,6 +28,7 @@ from authbroker.config import Settings, setting
 from authbroker.daemon import ui
 from authbroker.daemon.api import CallContext
 from authbroker.daemon.engine import TokenEngine, split_claims
+from authbroker.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,23 @@ def _silent_key(auth: ipc.AuthParameters, authority: str, home_account_id: str) 
     )
 
 
+def _timeout_setting() -> float:
+    raw = setting("sign_in_timeout")
+    if not raw:
+        return ui.DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < ipc.CLIENT_CALL_TIMEOUT_S:
+        raise ConfigurationError(
+            f"sign_in_timeout must be a number of seconds below {ipc.CLIENT_CALL_TIMEOUT_S:.0f}, "
+            f"not {raw!r}",
+            hint="fix AUTHBROKER_SIGN_IN_TIMEOUT or sign_in_timeout in the config file",
+        )
+    return value
+
+
 class DocumentStore(Protocol):
     def load(self) -> dict[str, Any]: ...
 
@@ -81,10 +99,7 @@ class BrokerCore:
         settings = settings or Settings.load()
         self.store = store
         self.ui_mode = getattr(settings, "ui", None)
-        timeout = sign_in_timeout or getattr(settings, "sign_in_timeout", None)
-        self.sign_in_timeout = float(
-            timeout or setting("sign_in_timeout", str(ui.DEFAULT_TIMEOUT_S)) or 240
-        )
+        self.sign_in_timeout = sign_in_timeout or _timeout_setting()
         self.engine = TokenEngine(getattr(settings, "authority", None), http_client=http_client)
         self._open_url = open_url
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="authbroker-core")
@@ -108,6 +123,8 @@ class BrokerCore:
 
     async def start(self) -> None:
         """Load the store (done lazily by the first call otherwise)."""
+        if self._loaded:
+            return
         async with self._load_lock:
             if self._loaded:
                 return
