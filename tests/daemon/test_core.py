@@ -292,6 +292,11 @@ def test_cancel_interactive_flow_ends_sign_in_with_user_canceled(authority, mode
         task = asyncio.ensure_future(interactive(core))
         await asyncio.sleep(1.0)
         assert not task.done()
+        # another app's (late) cancel leaves this sign-in alone
+        stranger = CallContext(correlation_id="late", sender=":1.99", uid=0)
+        await core.handle(ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest(), stranger)
+        await asyncio.sleep(0.3)
+        assert not task.done()
         started = time.monotonic()
         reply = await core.handle(
             ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest("user closed it"), ctx("x")

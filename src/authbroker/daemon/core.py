@@ -372,13 +372,17 @@ class BrokerCore:
         return result
 
     def cancel_interactive(self, ctx: CallContext) -> int:
-        """Cancel the caller's running sign-ins (by correlation id, else sender, else all)."""
+        """Cancel the caller's running sign-ins: same correlation id, else same connection.
+
+        Never anyone else's: pymsalruntime sends its cancel only after its own interactive call
+        has returned, and that late cancel must not end another app's sign-in.
+        """
         running = list(self._sign_ins)
         chosen = [s for s in running if s.correlation_id == ctx.correlation_id] or [
             s for s in running if ctx.sender and s.sender == ctx.sender
-        ] or running
+        ]
         for sign_in in chosen:
             sign_in.cancel()
-        log.info("cancelInteractiveFlow %s: cancelled %d sign-in(s)", ctx.correlation_id,
-                 len(chosen))
+        log.info("cancelInteractiveFlow %s: cancelled %d of %d sign-in(s)", ctx.correlation_id,
+                 len(chosen), len(running))
         return len(chosen)
