@@ -259,6 +259,7 @@ def test_calls_are_logged_without_bodies(toy, conn, caplog):
     ok = [line for line in lines if "corr-log" in line]
     assert len(ok) == 1 and "acquireTokenSilently" in ok[0] and " ok " in ok[0]
     assert "\n" not in ok[0]  # a caller cannot forge log lines through the correlation id
+    assert toy.handler.calls[0][2].correlation_id == "corr-log?forged?line"  # nor in the core's
     assert any("corr-ui" in line and "status 2" in line for line in lines)
     assert "marker.example" not in caplog.text
     assert access_token_for(("https://marker.example/Body.Scope",)) not in caplog.text

@@ -441,8 +441,8 @@ class BrokerService:
             raise ipc.BrokerError(ipc.Status.API_CONTRACT_VIOLATION,
                                   f"malformed {method.value} request: {exc}",
                                   tag="service.parse") from None
-        ctx = CallContext(
-            correlation_id=correlation_id, sender=sender, uid=uid,
+        ctx = CallContext(  # the handler logs the id: give it the log-safe form
+            correlation_id=safe_id(correlation_id), sender=sender, uid=uid,
             announce_device_code=partial(self._announce, sender, correlation_id),
         )
         result = await self.handler.handle(method, request, ctx)
