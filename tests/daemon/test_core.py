@@ -536,3 +536,39 @@ def test_a_failed_save_does_not_fail_the_call_and_is_retried(authority, tmp_path
         await restarted.aclose()
 
     asyncio.run(scenario())
+
+
+class SlowTokenEndpoint(requests.Session):
+    """msal's HTTP client on a slow network: token requests take ``delay`` seconds longer."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> requests.Response:
+        response = super().request(method, url, *args, **kwargs)
+        if method.upper() == "POST" and url.endswith("/oauth2/v2.0/token"):
+            time.sleep(self.delay)
+        return response
+
+
+def test_remove_account_during_a_refresh_stays_removed(tmp_path: Path, authority) -> None:
+    with start_authority(tmp_path, "--token-lifetime", "60", ca_from=authority) as short:
+
+        async def scenario() -> None:
+            core = make_core(short.authority, tmp_path / "store.enc", person(),
+                             http_client=SlowTokenEndpoint(0.5))
+            token = await interactive(core)
+            assert token.account
+            hid = token.account.home_account_id
+            refreshing = asyncio.ensure_future(silent(core))  # 60 s tokens: needs a refresh
+            await asyncio.sleep(0.2)  # the refresh is on the wire
+            await core.remove_account(hid)
+            with pytest.raises(ipc.BrokerError) as err:
+                await refreshing
+            assert err.value.status == ipc.Status.INTERACTION_REQUIRED
+            assert await accounts(core) == []
+            assert not core.engine.has_refresh_token(hid)
+            await core.aclose()
+
+        asyncio.run(scenario())

@@ -107,6 +107,7 @@ class BrokerCore:
         self._default: str | None = None
         self._loaded = False
         self._unsaved = False
+        self._removals: dict[str, int] = {}  # per account, bumped by removeAccount (_silent)
         self._load_lock = asyncio.Lock()
         self._save_lock = asyncio.Lock()
         self._inflight: dict[tuple[Any, ...], asyncio.Future[ipc.TokenResult]] = {}
@@ -241,6 +242,7 @@ class BrokerCore:
 
     async def remove_account(self, home_account_id: str) -> None:
         await self.start()
+        self._removals[home_account_id] = self._removals.get(home_account_id, 0) + 1
         removed = await self._run(self.engine.remove_account, home_account_id)
         known = self._accounts.pop(home_account_id, None) is not None
         self._hot = {k: v for k, v in self._hot.items() if k[2] != home_account_id}
@@ -311,8 +313,17 @@ class BrokerCore:
         self, auth: ipc.AuthParameters, home_account_id: str, ctx: CallContext,
         key: tuple[Any, ...],
     ) -> ipc.TokenResult:
+        removals = self._removals.get(home_account_id, 0)
         try:
             result = await self._run(self.engine.acquire_silent, auth, home_account_id)
+            # removed meanwhile: the refresh must not bring the account back
+            if self._removals.get(home_account_id, 0) != removals:
+                await self._run(self.engine.remove_account, home_account_id)
+                raise ipc.BrokerError(
+                    ipc.Status.INTERACTION_REQUIRED,
+                    "the account was signed out while its token was being refreshed",
+                    tag="core.silent.removed",
+                )
         except ipc.BrokerError as exc:
             log.info(
                 "silent %s for %s: status %d (%s)",
@@ -323,7 +334,9 @@ class BrokerCore:
             )
             raise
         if result.account and result.account.home_account_id not in self._accounts:
-            self._remember(result.account)
+            self._accounts[result.account.home_account_id] = dict(
+                result.account.to_wire(), lastSignIn=0.0
+            )
         log.info("silent %s for %s: token for %s", ctx.correlation_id, auth.client_id,
                  list(auth.requested_scopes))
         self._keep_hot(key, result)
