@@ -216,8 +216,9 @@ class BrokerClient:
         msg = getattr(message_bus, method)(*args)
         return self.calls.check(self._roundtrip(msg, method, min(self.timeout, 25.0)), method)
 
-    def _call(self, method: ipc.Method, request: ipc.Request) -> ipc.Result:
-        _cid, msg = self.calls.call(method, request)
+    def _call(self, method: ipc.Method, request: ipc.Request,
+              correlation_id: str | None = None) -> ipc.Result:
+        _cid, msg = self.calls.call(method, request, correlation_id)
         return self.calls.result(method, self._roundtrip(msg, method.value))
 
     # -- API
@@ -246,10 +247,12 @@ class BrokerClient:
     def acquire_token_interactively(
         self, auth: ipc.AuthParameters, parent_window_handle: int = 1,
         on_device_code: Callable[[DeviceCodePrompt], None] | None = print_device_code,
+        correlation_id: str | None = None,
     ) -> ipc.TokenResult:
+        """Sign in; ``correlation_id`` lets another client cancel this very call."""
         method = ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY
         request = self.calls.interactive_request(auth, parent_window_handle)
-        cid, msg = self.calls.call(method, request)
+        cid, msg = self.calls.call(method, request, correlation_id)
         bus_rule, local_rule = self.calls.prompt_rules(cid)
 
         def on_signal(signal: Message) -> None:
@@ -273,8 +276,10 @@ class BrokerClient:
         _typed(self._call(ipc.Method.REMOVE_ACCOUNT, ipc.RemoveAccountRequest(account, client_id)),
                ipc.OkResult)
 
-    def cancel_interactive_flow(self) -> None:
-        _typed(self._call(ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest()), ipc.OkResult)
+    def cancel_interactive_flow(self, correlation_id: str | None = None) -> None:
+        """Cancel this connection's sign-ins, or the one started with ``correlation_id``."""
+        _typed(self._call(ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest(),
+                          correlation_id), ipc.OkResult)
 
     def get_linux_broker_version(self, client_id: str = "") -> str:
         result = self._call(ipc.Method.GET_LINUX_BROKER_VERSION,
@@ -333,8 +338,9 @@ class AsyncBrokerClient:
         return self.calls.check(await self._roundtrip(msg, method, min(self.timeout, 25.0)),
                                 method)
 
-    async def _call(self, method: ipc.Method, request: ipc.Request) -> ipc.Result:
-        _cid, msg = self.calls.call(method, request)
+    async def _call(self, method: ipc.Method, request: ipc.Request,
+                    correlation_id: str | None = None) -> ipc.Result:
+        _cid, msg = self.calls.call(method, request, correlation_id)
         return self.calls.result(method, await self._roundtrip(msg, method.value))
 
     # -- API
@@ -363,10 +369,12 @@ class AsyncBrokerClient:
     async def acquire_token_interactively(
         self, auth: ipc.AuthParameters, parent_window_handle: int = 1,
         on_device_code: DeviceCodeCallback | None = print_device_code,
+        correlation_id: str | None = None,
     ) -> ipc.TokenResult:
+        """Sign in; ``correlation_id`` lets another client cancel this very call."""
         method = ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY
         request = self.calls.interactive_request(auth, parent_window_handle)
-        cid, msg = self.calls.call(method, request)
+        cid, msg = self.calls.call(method, request, correlation_id)
         bus_rule, local_rule = self.calls.prompt_rules(cid)
         router = await self._connection()
         signals: asyncio.Queue[Message | None] = asyncio.Queue()
@@ -402,9 +410,10 @@ class AsyncBrokerClient:
         request = ipc.RemoveAccountRequest(account, client_id)
         _typed(await self._call(ipc.Method.REMOVE_ACCOUNT, request), ipc.OkResult)
 
-    async def cancel_interactive_flow(self) -> None:
-        _typed(await self._call(ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest()),
-               ipc.OkResult)
+    async def cancel_interactive_flow(self, correlation_id: str | None = None) -> None:
+        """Cancel this connection's sign-ins, or the one started with ``correlation_id``."""
+        _typed(await self._call(ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest(),
+                                correlation_id), ipc.OkResult)
 
     async def get_linux_broker_version(self, client_id: str = "") -> str:
         result = await self._call(ipc.Method.GET_LINUX_BROKER_VERSION,

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
+import threading
 import time
+import uuid
 
 import pytest
 from broker_toy import ACCOUNT, CLIENT_INFO, access_token_for, served_toy
@@ -187,3 +192,72 @@ def test_blocking_client_needs_no_event_loop(toy):
             return client.get_linux_broker_version()
 
     assert asyncio.run(main()) == ipc.BROKER_VERSION
+
+
+# -- against the real daemon (device-code sign-in that nobody approves) --------------------------
+
+SCOPE = "https://storage.azure.com/.default"
+
+
+@pytest.fixture
+def real_broker(dbus_session, authority, tmp_path):
+    env = dict(dbus_session.env, AUTHBROKER_AUTHORITY=authority.authority,
+               REQUESTS_CA_BUNDLE=authority.ca_bundle, CURL_CA_BUNDLE=authority.ca_bundle,
+               AUTHBROKER_UI="device-code", XDG_STATE_HOME=str(tmp_path / "state"),
+               XDG_CONFIG_HOME=str(tmp_path / "config"))
+    log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "authbroker", "daemon", "--store",
+                             str(tmp_path / "store.enc")], env=env, stdout=subprocess.DEVNULL,
+                            stderr=log)
+    try:
+        dbus_session.wait_for_name(ipc.BUS_NAME)
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        log.close()
+
+
+def test_another_client_cancels_a_sign_in_by_its_correlation_id(real_broker):
+    cid = str(uuid.uuid4())
+    prompts: list[DeviceCodePrompt] = []
+    outcome: dict[str, BaseException] = {}
+
+    def sign_in() -> None:
+        with BrokerClient(timeout=60) as client:
+            try:
+                client.acquire_token_interactively(auth(SCOPE), on_device_code=prompts.append,
+                                                   correlation_id=cid)
+            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+                outcome["error"] = exc
+
+    thread = threading.Thread(target=sign_in)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not prompts and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert prompts and prompts[0].user_code in prompts[0].message  # the real prompt arrived
+    with BrokerClient(timeout=10) as other:
+        other.cancel_interactive_flow()  # someone else's cancel: not ours to end
+        thread.join(1.0)
+        assert thread.is_alive()
+        other.cancel_interactive_flow(correlation_id=cid)
+    thread.join(15)
+    assert not thread.is_alive()
+    error = outcome["error"]
+    assert isinstance(error, ipc.BrokerError) and error.status == ipc.Status.USER_CANCELED
+
+
+def test_async_client_cancels_its_own_sign_in(real_broker):
+    async def main() -> ipc.BrokerError:
+        async with AsyncBrokerClient(timeout=60) as client:
+            shown = asyncio.Event()
+            sign_in = asyncio.create_task(client.acquire_token_interactively(
+                auth(SCOPE), on_device_code=lambda _prompt: shown.set()))
+            await asyncio.wait_for(shown.wait(), 30)
+            await client.cancel_interactive_flow()  # same connection: cancels it
+            with pytest.raises(ipc.BrokerError) as info:
+                await asyncio.wait_for(sign_in, 15)
+            return info.value
+
+    assert asyncio.run(main()).status == ipc.Status.USER_CANCELED
