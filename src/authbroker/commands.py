@@ -8,9 +8,11 @@ except the requested listing. Errors: a message and a hint on stderr, exit statu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import sys
+import uuid
 from collections.abc import Callable
 
 from authbroker import ipc
@@ -143,7 +145,14 @@ def _login(client: BrokerClient, args: argparse.Namespace) -> int:
         client_id=args.client_id, requested_scopes=_scopes(args, [DEFAULT_LOGIN_SCOPE]),
         authority=args.authority, username=args.username, is_sign_in=True, prompt=args.prompt,
     )
-    result = client.acquire_token_interactively(auth)
+    correlation_id = str(uuid.uuid4())
+    try:
+        result = client.acquire_token_interactively(auth, correlation_id=correlation_id)
+    except KeyboardInterrupt:  # Ctrl-C: end the broker's sign-in too, not just our wait
+        with contextlib.suppress(AuthBrokerError, ipc.BrokerError), \
+                BrokerClient(timeout=5) as other:
+            other.cancel_interactive_flow(correlation_id=correlation_id)
+        raise
     who = result.account.username if result.account else "(unknown account)"
     tenant = f" (tenant {result.account.realm})" if result.account else ""
     print(f"signed in as {who}{tenant}")

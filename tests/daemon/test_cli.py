@@ -219,3 +219,27 @@ def test_packaging_files_match_the_installer():
 def test_systemd_quoting_of_odd_paths():
     text = install.systemd_unit_text(["/opt/my tools/py%thon$", "-m", "authbroker", "daemon"])
     assert 'ExecStart="/opt/my tools/py%%thon$$" -m authbroker daemon\n' in text
+
+
+def test_ctrl_c_during_login_cancels_the_brokers_sign_in(dbus_session, authority, env, tmp_path):
+    log_path = tmp_path / "daemon.log"
+    with open(log_path, "wb") as log:
+        broker = subprocess.Popen([*CLI, "daemon"], env=dict(env, AUTHBROKER_UI="device-code"),
+                                  stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        dbus_session.wait_for_name(ipc.BUS_NAME)
+        login = subprocess.Popen([*CLI, "login", "--scope", SCOPE], env=env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert login.stderr is not None
+        first = login.stderr.readline()  # the device-code prompt: the sign-in is running
+        assert "code" in first.lower(), first
+        login.send_signal(signal.SIGINT)
+        out, _err = login.communicate(timeout=30)
+        assert login.returncode == 130 and out == ""
+        deadline = time.monotonic() + 10
+        while b"cancelled 1 of 1" not in log_path.read_bytes():
+            assert time.monotonic() < deadline, log_path.read_text()[-2000:]
+            time.sleep(0.05)
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait(15)
