@@ -572,3 +572,47 @@ def test_remove_account_during_a_refresh_stays_removed(tmp_path: Path, authority
             await core.aclose()
 
         asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("requested", "configured", "expected", "discovery"),
+    [
+        # msal strips the port: the configured authority's host without a port goes there
+        ("https://127.0.0.1/organizations", "https://127.0.0.1:8443",
+         "https://127.0.0.1:8443/organizations", False),
+        ("https://127.0.0.1/8eaef023-2b34-4da1-9baa-8bc8c9d6a490", "https://127.0.0.1:8443",
+         "https://127.0.0.1:8443/8eaef023-2b34-4da1-9baa-8bc8c9d6a490", False),
+        ("", "https://127.0.0.1:8443", "https://127.0.0.1:8443/organizations", False),
+        ("https://127.0.0.1", "https://127.0.0.1:8443/common", "https://127.0.0.1:8443/common",
+         False),
+        # anything else goes as given; discovery only for Microsoft's hosts
+        ("https://127.0.0.1:9000/common", "https://127.0.0.1:8443",
+         "https://127.0.0.1:9000/common", False),
+        ("https://login.microsoftonline.com/common", "https://127.0.0.1:8443",
+         "https://login.microsoftonline.com/common", True),
+        ("", None, "https://login.microsoftonline.com/organizations", True),
+        ("https://idp.example/t1", None, "https://idp.example/t1", False),
+    ],
+)
+def test_where_requests_go(requested: str, configured: str | None, expected: str,
+                           discovery: bool) -> None:
+    from authbroker.daemon.engine import resolve_authority
+
+    target = resolve_authority(requested, configured)
+    assert (target.authority, target.instance_discovery) == (expected, discovery)
+
+
+def test_claims_split_into_capabilities_and_challenge() -> None:
+    from authbroker.daemon.engine import split_claims
+
+    cp1 = {"access_token": {"xms_cc": {"values": ["CP1"]}}}
+    assert split_claims(json.dumps(cp1)).capabilities == ("CP1",)
+    assert split_claims(json.dumps(cp1)).challenge is None
+    both = {"access_token": {"xms_cc": {"values": ["CP1"]}, "nbf": {"essential": True}}}
+    split = split_claims(json.dumps(both))
+    assert split.capabilities == ("CP1",)
+    assert json.loads(split.challenge or "") == {"access_token": {"nbf": {"essential": True}}}
+    assert split_claims("") == split_claims("  ")
+    with pytest.raises(ipc.BrokerError) as err:
+        split_claims("{not json")
+    assert err.value.status == ipc.Status.API_CONTRACT_VIOLATION
