@@ -23,11 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+import requests
+
 from authbroker import ipc
 from authbroker.config import Settings, setting
 from authbroker.daemon import ui
 from authbroker.daemon.api import CallContext
-from authbroker.daemon.engine import TokenEngine, split_claims
+from authbroker.daemon.engine import TokenEngine, split_claims, unreachable
 from authbroker.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
@@ -347,7 +349,7 @@ class BrokerCore:
         self, auth: ipc.AuthParameters, ctx: CallContext
     ) -> ipc.TokenResult:
         await self.start()
-        mode = ui.choose_mode(self.ui_mode)
+        mode = await self._run(ui.choose_mode, self.ui_mode)  # webbrowser may run xdg-settings
         target = self.engine.target(auth)
         claims = split_claims(auth.decoded_claims)
         app = await self._run(self.engine.app, auth.client_id, target, claims.capabilities)
@@ -368,6 +370,9 @@ class BrokerCore:
             msal_result = await sign_in.run(
                 interaction.sign_in(mode, forced=bool(self.ui_mode)), self.sign_in_timeout
             )
+        except requests.exceptions.RequestException as exc:
+            self.engine.forget_http_cache()
+            raise unreachable(exc, target.authority, "core.interactive.network") from None
         finally:
             self._sign_ins.discard(sign_in)
         result = await self._run(

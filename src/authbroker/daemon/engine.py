@@ -67,12 +67,8 @@ class Target:
         """The host as msal records it in the cache (lower case, no port)."""
         return (urlsplit(self.authority).hostname or "").lower()
 
-    @property
-    def tenant(self) -> str:
-        return urlsplit(self.authority).path.strip("/").split("/")[0]
 
-
-def _split_authority(url: str) -> tuple[str, str | None, int | None, str]:
+def _split_authority(url: str) -> tuple[str, str, int | None, str]:
     parts = urlsplit(url.strip())
     if parts.scheme != "https" or not parts.hostname:
         raise ipc.BrokerError(
@@ -240,13 +236,6 @@ class TokenEngine:
         if state:
             self.cache.deserialize(state)
 
-    def take_cache_state(self) -> str | None:
-        """The serialized cache if it changed since the last call, else None."""
-        with self._lock:
-            if not self.cache.has_state_changed:
-                return None
-            return self.cache.serialize()
-
     def serialize_cache(self) -> str:
         with self._lock:
             return self.cache.serialize()
@@ -318,9 +307,14 @@ class TokenEngine:
                 force_refresh=force,
                 claims_challenge=claims.challenge,
             )
-        except (requests.exceptions.RequestException, ValueError) as exc:
+        except requests.exceptions.RequestException as exc:
             self.forget_http_cache()
             raise unreachable(exc, target.authority, "engine.silent.network") from None
+        except ValueError as exc:  # msal refusing the request itself (e.g. a malformed scope)
+            raise ipc.BrokerError(
+                ipc.Status.UNEXPECTED, f"msal refused the request: {exc}"[:500],
+                tag="engine.silent.refused",
+            ) from None
         if not result:
             raise ipc.BrokerError(
                 ipc.Status.INTERACTION_REQUIRED,
