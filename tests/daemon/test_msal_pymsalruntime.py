@@ -283,3 +283,24 @@ def test_device_code_sign_in_read_from_the_desktop_notification(
     assert select["username"] == "second@contoso.example"
     assert len(notifications.shown) == 1 and approved
     assert approved[0] in device_code_broker.daemon.log.read_text()  # the prompt is logged too
+
+
+def test_two_accounts_default_account_is_the_latest_sign_in(broker: Setup) -> None:
+    [first] = broker.client("select")
+    assert first["username"] == USER, first
+    broker.daemon.env["AUTHBROKER_UA_USERNAME"] = "second@contoso.example"  # the next person
+    broker.daemon.restart()
+    [second] = broker.client("select")
+    assert second["username"] == "second@contoso.example", second
+    with broker.dbus_client() as client:
+        assert len(client.get_accounts(CLIENT_ID)) == 2
+    # with two accounts pymsalruntime asks for "account: null"; the daemon answers for the
+    # default one, the latest sign-in, without any UI (the user agent would now fail: no
+    # browser may be needed)
+    broker.daemon.env["BROWSER"] = "/bin/false %s"
+    broker.daemon.restart()
+    [default] = broker.client("default")
+    assert default["error"] is None, default
+    assert default["token_source"] == "broker"
+    assert default["username"] == "second@contoso.example"
+    assert default["at"] == second["at"]
