@@ -61,7 +61,7 @@ class Options:
     login_hint: str | None = None
     timeout: float = 300.0
     redirect_port: int | None = None
-    parent_window_handle: int | None = None
+    parent_window_handle: Any = None
     enable_msa_passthrough: bool = False
     use_default_broker_account: bool = False
     disable_interactive_fallback: bool = False

@@ -66,7 +66,7 @@ class TokenQuery:
     enable_cae: bool = False
     pop: PopRequest | None = None
     login_hint: str | None = None
-    parent_window_handle: int | None = None
+    parent_window_handle: Any = None  # an int, or msal's CONSOLE_WINDOW_HANDLE sentinel
     extra_query: Mapping[str, str] = field(default_factory=dict)
     enable_msa_passthrough: bool = False
     timeout: float = 300.0

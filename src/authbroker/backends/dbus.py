@@ -68,9 +68,15 @@ def auth_parameters(
         decoded_claims=query.merged_claims,
         pop_params=pop,
         extra_query=dict(query.extra_query),
-        parent_window=query.parent_window_handle,
+        parent_window=window_handle(query),
         prompt=prompt,
     )
+
+
+def window_handle(query: TokenQuery) -> int | None:
+    """An integer window handle, or None (msal's CONSOLE_WINDOW_HANDLE is a sentinel object)."""
+    handle = query.parent_window_handle
+    return handle if isinstance(handle, int) and not isinstance(handle, bool) else None
 
 
 def to_token(result: TokenResult, query: TokenQuery) -> Token:
@@ -165,7 +171,7 @@ class DBusBackend:
         from authbroker.client import BrokerClient
 
         auth = auth_parameters(query, None, prompt=prompt)
-        handle = query.parent_window_handle
+        handle = window_handle(query)
         started = time.monotonic()
         try:
             with BrokerClient(timeout=query.timeout) as client:
@@ -212,7 +218,7 @@ class AsyncDBusBackend:
         from authbroker.client import AsyncBrokerClient
 
         auth = auth_parameters(query, None, prompt=prompt)
-        handle = query.parent_window_handle
+        handle = window_handle(query)
         started = time.monotonic()
         try:
             async with AsyncBrokerClient(timeout=query.timeout) as client:
