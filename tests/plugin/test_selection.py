@@ -1,0 +1,130 @@
+"""Backend choice and fallback, on a real private bus: AUTHBROKER_BACKEND, dbus when the name is
+owned or activatable, browser otherwise, and a native backend that cannot load its libraries."""
+
+from __future__ import annotations
+
+import sys
+import webbrowser
+from contextlib import closing
+
+import pytest
+from azure.core.exceptions import ClientAuthenticationError
+from jeepney.bus_messages import message_bus
+from jeepney.io.blocking import Proxy
+
+from authbroker.backends import native
+from authbroker.backends.select import Selection, default_order
+from authbroker.ipc import BUS_NAME
+from authbroker.plugin_run import SyncRunner
+from azure.identity import CredentialUnavailableError
+from azure.identity.broker import InteractiveBrowserBrokerCredential
+from plugin.conftest import STORAGE_SCOPE, USERNAME, claims_of, sign_ins
+
+
+def chosen(**_: object) -> tuple[str, dict[str, str]]:
+    """The backend a fresh credential would use here, and why the others were dropped."""
+    runner = SyncRunner(lambda name: type("B", (), {"name": name})())
+    return runner.backend().name, runner.selection.reasons
+
+
+@pytest.fixture
+def auto(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUTHBROKER_BACKEND", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/nonexistent")  # no config file either
+
+
+def test_default_order_per_platform() -> None:
+    assert default_order("win32") == ["native", "browser"]
+    assert default_order("darwin") == ["native", "browser"]
+    assert default_order("linux") == ["dbus", "browser"]
+
+
+def test_environment_overrides_and_keeps_the_rest_as_fallback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AUTHBROKER_BACKEND", "native")
+    assert Selection("linux").order() == ["native", "dbus", "browser"]
+    monkeypatch.setenv("AUTHBROKER_BACKEND", "browser")
+    assert Selection("win32").order()[0] == "browser"
+
+
+def test_unknown_backend_name_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTHBROKER_BACKEND", "wam2")
+    credential = InteractiveBrowserBrokerCredential(authority="https://127.0.0.1:9")
+    with pytest.raises(ClientAuthenticationError, match="AUTHBROKER_BACKEND='wam2'"):
+        credential.get_token(STORAGE_SCOPE)
+
+
+def test_dbus_when_the_name_is_owned(auto, dbus_session) -> None:
+    with closing(dbus_session.connect()) as conn:
+        assert Proxy(message_bus, conn).RequestName(BUS_NAME)[0] == 1  # primary owner
+        assert chosen()[0] == "dbus"
+
+
+def test_dbus_when_the_name_is_activatable(auto, dbus_session) -> None:
+    dbus_session.write_service_file(BUS_NAME, ["/bin/false"])
+    assert chosen()[0] == "dbus"
+    assert not dbus_session.name_has_owner(BUS_NAME)  # probing did not start it
+
+
+def test_browser_when_no_broker_is_on_the_bus(auto, dbus_session, scripted_browser) -> None:
+    name, reasons = chosen()
+    assert name == "browser"
+    assert BUS_NAME in reasons["dbus"]
+
+
+def test_browser_when_there_is_no_session_bus(
+    auto, scripted_browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+    name, reasons = chosen()
+    assert name == "browser"
+    assert "dbus" in reasons
+
+
+def test_nothing_usable_is_unavailable_with_every_reason(
+    auto, dbus_session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BROWSER", raising=False)
+    monkeypatch.setattr(webbrowser, "_tryorder", None)
+    monkeypatch.setattr(webbrowser, "_browsers", {})
+    monkeypatch.setenv("PATH", "/nonexistent")  # no xdg-open, no chromium, no firefox
+    credential = InteractiveBrowserBrokerCredential(authority="https://127.0.0.1:9")
+    with pytest.raises(CredentialUnavailableError) as info:
+        credential.get_token(STORAGE_SCOPE)
+    assert "dbus:" in str(info.value) and "browser:" in str(info.value)
+
+
+def _libraries_missing() -> None:
+    raise OSError("libwebkit2gtk-4.1.so.0: cannot open shared object file: No such file")
+
+
+def test_native_without_its_libraries_falls_back_to_the_daemon(
+    twin, cred_kwargs, broker_daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTHBROKER_BACKEND", "native")
+    monkeypatch.setattr(native, "load_runtime", _libraries_missing)
+    credential = twin(**cred_kwargs)
+    token = credential.get_token(STORAGE_SCOPE)
+    assert claims_of(token.token)["upn"] == USERNAME
+    assert broker_daemon.sign_ins() == 1
+    reasons = credential.credential._runner.selection.reasons
+    assert "shared libraries" in reasons["native"]
+
+
+def test_native_without_its_libraries_falls_back_to_the_browser(
+    twin, cred_kwargs, dbus_session, scripted_browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTHBROKER_BACKEND", "native")
+    monkeypatch.setattr(native, "load_runtime", _libraries_missing)
+    token = twin(**cred_kwargs).get_token(STORAGE_SCOPE)
+    assert claims_of(token.token)["upn"] == USERNAME
+    assert sign_ins(scripted_browser) == 1
+
+
+def test_native_probe_reports_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(native, "load_runtime", _libraries_missing)
+    assert "cannot load its shared libraries" in (native.unavailable_reason() or "")
+    monkeypatch.setitem(sys.modules, "pymsalruntime", None)  # an uninstalled package
+    monkeypatch.setattr(native, "load_runtime", lambda: __import__("pymsalruntime"))
+    assert "not installed" in (native.unavailable_reason() or "")
