@@ -4,13 +4,17 @@ sync and aio credentials in one parametrized suite. The plugin process's own $BR
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity._internal import within_dac
 
 from azure.identity import AuthenticationRequiredError, CredentialUnavailableError
+from azure.identity.broker import InteractiveBrowserBrokerCredential
 from plugin.conftest import STORAGE_SCOPE, USERNAME, claims_of
 
 POP = {
@@ -176,3 +180,25 @@ def test_support_logging_alone_turns_on_pii(twin, cred_kwargs, broker_daemon, ca
     token = twin(enable_support_logging=True, **cred_kwargs).get_token(STORAGE_SCOPE)
     assert USERNAME in caplog.text
     assert token.token not in caplog.text
+
+
+def test_concurrent_callers_share_one_sign_in(twin, cred_kwargs, broker_daemon) -> None:
+    credential = twin(**cred_kwargs)
+    if credential.flavour == "sync":
+        with ThreadPoolExecutor(4) as pool:
+            tokens = list(pool.map(lambda _: credential.get_token(STORAGE_SCOPE), range(4)))
+    else:
+        async def together() -> list:
+            calls = [credential.credential.get_token(STORAGE_SCOPE) for _ in range(4)]
+            return await asyncio.gather(*calls)
+
+        tokens = credential._run(together())
+    assert len({t.token for t in tokens}) == 1
+    assert broker_daemon.sign_ins() == 1
+
+
+def test_credential_survives_pickling(cred_kwargs, broker_daemon) -> None:
+    credential = InteractiveBrowserBrokerCredential(**cred_kwargs)
+    token = credential.get_token(STORAGE_SCOPE)
+    copy = pickle.loads(pickle.dumps(credential))
+    assert copy.get_token(STORAGE_SCOPE).token == token.token

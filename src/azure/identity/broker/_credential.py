@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +54,7 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
         self._disable_interactive_fallback = disable_interactive_fallback
         self._plugin = PluginCore(self._plugin_options(), self._auth_record)
         self._runner = SyncRunner(self._make_backend)
+        self._flight = threading.RLock()
 
     # -- shared with the aio twin --------------------------------------------------------------
 
@@ -118,8 +120,12 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
             hit = plugin.cached(query)
             if hit is not None:
                 return hit
-            token = self._runner.run(plugin.flow(query, allow_prompt), query)
-            info = plugin.accept(query, token)
+            with self._flight:  # one broker round at a time: no second sign-in window
+                hit = plugin.cached(query)
+                if hit is not None:
+                    return hit
+                token = self._runner.run(plugin.flow(query, allow_prompt), query)
+                info = plugin.accept(query, token)
         except Exception as exc:
             error = plugin.translate(exc, query)
             _LOGGER.warning("%s.%s failed: %s", type(self).__name__, base_method_name, error)
@@ -136,6 +142,17 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
         query = self._plugin.query(scopes, kwargs, kwargs)
         token = self._runner.execute(Interactive("select_account"), query)
         return token.as_msal_result(int(time.time()))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        for key in ("_runner", "_flight"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._runner = SyncRunner(self._make_backend)
+        self._flight = threading.RLock()
 
     def close(self) -> None:
         self._runner.close()

@@ -7,6 +7,7 @@ D-Bus backend awaits, msal's blocking calls run in a worker thread).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -32,6 +33,7 @@ class InteractiveBrowserBrokerCredential:
         self._sync = _SyncCredential(**kwargs)
         self._plugin = self._sync._plugin
         self._runner = AsyncRunner(self._make_backend)
+        self._flight = asyncio.Lock()
 
     def _make_backend(self, name: str) -> Any:
         if name == "dbus":
@@ -123,8 +125,12 @@ class InteractiveBrowserBrokerCredential:
             hit = plugin.cached(query)
             if hit is not None:
                 return hit
-            token = await self._runner.run(plugin.flow(query, allow_prompt), query)
-            info = plugin.accept(query, token)
+            async with self._flight:  # one broker round at a time: no second sign-in window
+                hit = plugin.cached(query)
+                if hit is not None:
+                    return hit
+                token = await self._runner.run(plugin.flow(query, allow_prompt), query)
+                info = plugin.accept(query, token)
         except Exception as exc:
             error = plugin.translate(exc, query)
             _LOGGER.warning("%s.%s failed: %s", type(self).__name__, base_method_name, error)
