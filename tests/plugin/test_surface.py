@@ -6,9 +6,11 @@ from __future__ import annotations
 import inspect
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from azure.core.credentials import TokenRequestOptions
+from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity._internal import within_dac
 
@@ -45,6 +47,9 @@ def test_pop_options_extend_token_request_options() -> None:
 
 def test_aio_credential_has_the_async_token_credential_shape() -> None:
     cls = broker_aio.InteractiveBrowserBrokerCredential
+    credential = cls(authority=CLOSED)
+    assert isinstance(credential, AsyncTokenCredential)
+    assert isinstance(credential, AsyncSupportsTokenInfo)
     for name in ("get_token", "get_token_info", "close", "authenticate", "__aenter__", "__aexit__"):
         assert inspect.iscoroutinefunction(getattr(cls, name)), name
 
@@ -88,6 +93,14 @@ def test_authentication_record_sets_client_tenant_and_account() -> None:
     options = credential._plugin.options
     assert (options.client_id, options.tenant_id) == ("client-b", "tenant-a")
     assert credential._plugin.account.home_account_id == "uid.tenant-a"
+
+
+def test_mixed_install_with_microsofts_package_is_reported(tmp_path: Path) -> None:
+    """pip unpacking Microsoft's azure-identity-broker over ours leaves its modules beside ours."""
+    assert broker._foreign_modules(Path(broker.__file__).parent) == []
+    (tmp_path / "_browser.py").write_text("# Microsoft's module\n")
+    (tmp_path / "_credential.py").write_text("# ours\n")
+    assert broker._foreign_modules(tmp_path) == ["_browser.py"]
 
 
 def test_import_is_lazy() -> None:
