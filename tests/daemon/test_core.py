@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jwt
 import msal
 import pytest
 import requests
@@ -371,6 +372,90 @@ def test_claims_challenge_bypasses_cache_but_capabilities_do_not(authority) -> N
         await core.aclose()
 
     asyncio.run(scenario())
+
+
+CP1 = '{"access_token":{"xms_cc":{"values":["CP1"]}}}'
+
+
+def xms_cc(token: ipc.TokenResult) -> list[str] | None:
+    return jwt.decode(token.access_token, options={"verify_signature": False}).get("xms_cc")
+
+
+def test_cae_and_plain_tokens_never_mix(authority, tmp_path: Path) -> None:
+    store = tmp_path / "store.enc"
+
+    async def scenario() -> None:
+        core = make_core(authority.authority, store, person())
+        plain = await interactive(core)
+        assert xms_cc(plain) is None
+        assert xms_cc(await silent(core)) is None
+        # a CAE request after the plain token: a CP1 token, from the same sign-in's refresh token
+        cae = await silent(core, decoded_claims=CP1)
+        assert xms_cc(cae) == ["CP1"]
+        assert cae.account and cae.account.username == USER
+        # each kind is then served from its own cache (and the hot path) without mixing
+        again = await silent(core)
+        assert again.access_token == plain.access_token and xms_cc(again) is None
+        cae_again = await silent(core, decoded_claims=CP1)
+        assert cae_again.access_token == cae.access_token
+        await core.aclose()
+
+        restarted = make_core(authority.authority, store)  # nobody to sign in
+        after_plain = await silent(restarted)
+        after_cae = await silent(restarted, decoded_claims=CP1)
+        assert after_plain.access_token == plain.access_token
+        assert after_cae.access_token == cae.access_token
+        await restarted.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_cae_sign_in_then_a_plain_request_gets_a_plain_token(authority) -> None:
+    async def scenario() -> None:
+        core = make_core(authority.authority, None, person())
+        cae = await interactive(core, decoded_claims=CP1)
+        assert xms_cc(cae) == ["CP1"]
+        plain = await silent(core)
+        assert xms_cc(plain) is None
+        assert xms_cc(await silent(core, decoded_claims=CP1)) == ["CP1"]
+        # signing out forgets the account in both caches
+        assert cae.account
+        await core.remove_account(cae.account.home_account_id)
+        for claims in ("", CP1):
+            with pytest.raises(ipc.BrokerError) as err:
+                await silent(core, account=cae.account, decoded_claims=claims)
+            assert err.value.status == ipc.Status.INTERACTION_REQUIRED
+        await core.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_store_of_the_single_cache_format_is_migrated(authority, tmp_path: Path) -> None:
+    path = tmp_path / "store.enc"
+
+    async def sign_in_with_the_old_format() -> ipc.TokenResult:
+        core = make_core(authority.authority, None, person())
+        token = await interactive(core)
+        # what the daemon wrote before CAE had its own cache: one msal cache, version 1
+        old = {"core": 1, "msalCache": core.engine.cache.serialize(),
+               "accounts": list(core._accounts.values()), "defaultAccount": None}
+        Store(path, use_secret_service=False).save(old)
+        await core.aclose()
+        return token
+
+    async def upgraded(token: ipc.TokenResult) -> None:
+        core = make_core(authority.authority, path)  # nobody to sign in: must not be needed
+        assert [a.username for a in await accounts(core)] == [USER]
+        plain = await silent(core)
+        # the old cache's access tokens are dropped (CAE or not, nobody can tell): refreshed
+        assert plain.access_token != token.access_token and xms_cc(plain) is None
+        assert xms_cc(await silent(core, decoded_claims=CP1)) == ["CP1"]
+        await core.aclose()
+        doc = Store(path, use_secret_service=False).load()
+        assert doc["core"] == 2 and "msalCache" not in doc
+        assert set(doc["msalCaches"]) == {"plain", "CP1"}
+
+    asyncio.run(upgraded(asyncio.run(sign_in_with_the_old_format())))
 
 
 def test_revoked_refresh_token_asks_for_interaction(authority) -> None:

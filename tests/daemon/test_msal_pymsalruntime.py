@@ -250,10 +250,11 @@ def test_tokens_never_reach_the_log_or_the_store_bytes(broker: Setup) -> None:
     broker.daemon.stop()
     store = broker.daemon.store
     doc = Store(store).load()  # decrypts with the key from the Secret Service
-    cache = json.loads(doc["msalCache"])
     secrets = [token.access_token, token.id_token]
-    for kind in ("RefreshToken", "AccessToken", "IdToken"):
-        secrets += [entry["secret"] for entry in cache.get(kind, {}).values()]
+    for state in doc["msalCaches"].values():
+        cache = json.loads(state)
+        for kind in ("RefreshToken", "AccessToken", "IdToken"):
+            secrets += [entry["secret"] for entry in cache.get(kind, {}).values()]
     assert len(secrets) >= 5
     raw = store.read_bytes()
     log = broker.daemon.log.read_text()

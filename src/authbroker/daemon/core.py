@@ -3,9 +3,15 @@
 ``BrokerCore(store, settings)`` answers typed ``ipc`` requests (the D-Bus façade in service.py
 parses and replies). State is one document persisted through the store after every change::
 
-    {"core": 1, "msalCache": "<msal SerializableTokenCache>",
+    {"core": 2,
+     "msalCaches": {"plain": "<msal SerializableTokenCache>", "CP1": "<the CAE one>", ...},
      "accounts": [<ipc.Account wire object> + {"lastSignIn": epoch s}, ...],
      "defaultAccount": "<homeAccountId>" | null}
+
+One msal cache per client-capability set (see engine.py), so CAE and plain tokens never mix.
+A version 1 document (one ``"msalCache"`` for both) is migrated on load: its cache becomes the
+plain one without its access tokens (they cannot be told apart), and the next save writes
+version 2.
 
 The default account is the one chosen with :meth:`BrokerCore.set_default_account`, else the
 most recently signed-in one. Concurrent identical silent requests share one msal call (key:
@@ -34,7 +40,9 @@ from authbroker.errors import ConfigurationError
 
 log = logging.getLogger(__name__)
 
-DOCUMENT_VERSION = 1
+DOCUMENT_VERSION = 2
+#: Document versions this code reads (older ones are migrated on load).
+READABLE_VERSIONS = frozenset({1, 2})
 #: msal treats an access token with less than this many seconds left as expired.
 HOT_MARGIN_S = 300.0
 HOT_MAX_ENTRIES = 1024
@@ -53,13 +61,17 @@ def _expect(request: ipc.Request, kind: type[R]) -> R:
 
 
 def _silent_key(auth: ipc.AuthParameters, authority: str, home_account_id: str) -> tuple[Any, ...]:
-    """What makes two silent requests the same: client, authority, account, scopes, claims."""
+    """What makes two silent requests the same: client, authority, account, scopes, client
+    capabilities (a CAE token is never served to a plain request, nor the other way round)
+    and claims challenge. The account stays at index 2 (remove_account filters on it)."""
+    claims = split_claims(auth.decoded_claims)
     return (
         auth.client_id,
         authority,
         home_account_id,
         tuple(sorted(s.lower() for s in auth.requested_scopes)),
-        auth.decoded_claims,
+        claims.capabilities,
+        claims.challenge,
     )
 
 
@@ -137,13 +149,22 @@ class BrokerCore:
             log.info("broker state loaded: %d account(s)", len(self._accounts))
 
     def _apply_document(self, doc: dict[str, Any]) -> None:
-        if doc.get("core", DOCUMENT_VERSION) != DOCUMENT_VERSION:
+        version = doc.get("core", DOCUMENT_VERSION)
+        if version not in READABLE_VERSIONS:
             log.error("the store holds an unknown document version; starting empty")
             return
         try:
-            self.engine.load_cache(doc.get("msalCache"))
-        except ValueError:
-            log.error("the store's token cache is unreadable; starting with an empty cache")
+            if version == 1:
+                dropped = self.engine.load_legacy_cache(doc.get("msalCache"))
+                self._unsaved = bool(doc)  # write the new format at the next call
+                log.info("store document migrated to version %d (%d cached access token(s) "
+                         "dropped)", DOCUMENT_VERSION, dropped)
+            else:
+                caches = doc.get("msalCaches")
+                self.engine.load_caches(caches if isinstance(caches, dict) else {})
+        except ValueError as exc:
+            log.error("the store's token cache is unreadable (%s); starting with an empty one",
+                      exc)
         for entry in doc.get("accounts") or []:
             try:
                 account = ipc.Account.from_wire(entry)
@@ -159,7 +180,7 @@ class BrokerCore:
     def _document(self) -> dict[str, Any]:
         return {
             "core": DOCUMENT_VERSION,
-            "msalCache": self.engine.serialize_cache(),
+            "msalCaches": self.engine.serialize_caches(),
             "accounts": list(self._accounts.values()),
             "defaultAccount": self._default,
         }
@@ -168,7 +189,7 @@ class BrokerCore:
         if self.store is None:
             return
         async with self._save_lock:
-            if not (force or self._unsaved or self.engine.cache.has_state_changed):
+            if not (force or self._unsaved or self.engine.has_state_changed):
                 return
             doc = self._document()
             try:

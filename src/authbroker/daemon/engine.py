@@ -1,9 +1,16 @@
 """The token engine: msal does all talking to the authority.
 
 One ``msal.PublicClientApplication`` (broker disabled) per (client id, authority, client
-capabilities), all sharing one ``msal.SerializableTokenCache`` that the core serializes into the
-store document. Every method here blocks (network, msal locks): the core runs them in a thread
-executor, never on the event loop.
+capabilities). Applications with the same client capabilities share one
+``msal.SerializableTokenCache``; each capability set has its own (``"plain"`` for none,
+``"CP1"`` for CAE), as azure-identity keeps a separate cache for CAE: msal does not record
+capabilities on cached access tokens, so one cache would serve a plain token (no ``xms_cc``)
+to a CAE request and the other way round. Refresh tokens are not capability-bound: when a
+request's cache does not know the account yet, its account, id token and refresh token (never
+an access token) are copied in from another cache, and msal redeems the refresh token with the
+request's capabilities. The core serializes every cache into the store document. Every method
+here blocks (network, msal locks): the core runs them in a thread executor, never on the event
+loop.
 
 Authority resolution (``resolve_authority``): msal hands pymsalruntime the authority without its
 port, so a request whose authority has the configured authority's host and no port, or no
@@ -53,6 +60,18 @@ _AADSTS = re.compile(r"AADSTS(\d+)")
 # msal raises RedirectUriError when a broker's error text names these codes; the redirect URI
 # in question is the daemon's, not the app's, so the text spells them differently.
 _REDIRECT_CODES = re.compile(r"AADSTS(50011|7000218)")
+PLAIN_CACHE = "plain"
+#: What may be copied between caches of different capabilities (never an access token).
+_SHARED_KINDS = (
+    msal.TokenCache.CredentialType.ACCOUNT,
+    msal.TokenCache.CredentialType.ID_TOKEN,
+    msal.TokenCache.CredentialType.REFRESH_TOKEN,
+)
+
+
+def cache_name(capabilities: tuple[str, ...]) -> str:
+    """The name of the cache for requests with these client capabilities."""
+    return ",".join(capabilities) or PLAIN_CACHE
 
 
 @dataclass(frozen=True)
@@ -214,7 +233,7 @@ def unreachable(exc: BaseException, authority: str, site: str) -> ipc.BrokerErro
 
 
 class TokenEngine:
-    """msal applications over one shared serializable cache. Thread-safe; every call blocks."""
+    """msal applications over one serializable cache per capability set. Thread-safe; blocks."""
 
     def __init__(
         self, configured_authority: str | None = None, *, http_client: Any = None
@@ -224,7 +243,9 @@ class TokenEngine:
         msal_log = logging.getLogger("msal")
         if msal_log.getEffectiveLevel() < logging.INFO:
             msal_log.setLevel(logging.INFO)
-        self.cache = msal.SerializableTokenCache()
+        self.caches: dict[str, msal.SerializableTokenCache] = {
+            PLAIN_CACHE: msal.SerializableTokenCache()
+        }
         self._http_client = http_client
         self._apps: dict[tuple[str, str, tuple[str, ...]], msal.PublicClientApplication] = {}
         self._http_caches: dict[tuple[str, str, tuple[str, ...]], dict[Any, Any]] = {}
@@ -232,13 +253,55 @@ class TokenEngine:
 
     # -- cache state --------------------------------------------------------------------------
 
-    def load_cache(self, state: str | None) -> None:
-        if state:
-            self.cache.deserialize(state)
+    @property
+    def cache(self) -> msal.SerializableTokenCache:
+        """The cache of requests without client capabilities."""
+        return self.caches[PLAIN_CACHE]
 
-    def serialize_cache(self) -> str:
+    def cache_for(self, capabilities: tuple[str, ...]) -> msal.SerializableTokenCache:
+        name = cache_name(capabilities)
         with self._lock:
-            return self.cache.serialize()
+            return self.caches.setdefault(name, msal.SerializableTokenCache())
+
+    def load_caches(self, states: Mapping[str, Any]) -> None:
+        """Restore the caches by name; ValueError names an unreadable one (the rest load)."""
+        bad = []
+        for name, state in states.items():
+            if not isinstance(state, str) or not state:
+                continue
+            cache = msal.SerializableTokenCache()
+            try:
+                cache.deserialize(state)
+            except ValueError:
+                bad.append(name)
+                continue
+            with self._lock:
+                self.caches[name] = cache
+        if bad:
+            raise ValueError(f"unreadable token cache(s): {', '.join(bad)}")
+
+    def load_legacy_cache(self, state: str | None) -> int:
+        """A single cache of the old store format becomes the plain cache, minus its access
+        tokens (some may be CAE ones: they cannot be told apart). Returns how many were dropped.
+        """
+        if not state:
+            return 0
+        self.cache.deserialize(state)
+        kind = msal.TokenCache.CredentialType.ACCESS_TOKEN
+        dropped = list(self.cache.search(kind))
+        for entry in dropped:
+            self.cache.remove_at(entry)
+        return len(dropped)
+
+    @property
+    def has_state_changed(self) -> bool:
+        with self._lock:
+            caches = list(self.caches.values())
+        return any(c.has_state_changed for c in caches)
+
+    def serialize_caches(self) -> dict[str, str]:
+        with self._lock:
+            return {name: cache.serialize() for name, cache in self.caches.items()}
 
     # -- applications -------------------------------------------------------------------------
 
@@ -258,7 +321,7 @@ class TokenEngine:
             app = msal.PublicClientApplication(
                 client_id,
                 authority=target.authority,
-                token_cache=self.cache,
+                token_cache=self.cache_for(capabilities),
                 instance_discovery=target.instance_discovery,
                 client_capabilities=list(capabilities) or None,
                 http_client=self._http_client,
@@ -293,6 +356,10 @@ class TokenEngine:
         claims = split_claims(auth.decoded_claims)
         app = self.app(auth.client_id, target, claims.capabilities)
         account = self.msal_account(app, home_account_id)
+        if account is None and self._share_account(
+            claims.capabilities, home_account_id, target.environment
+        ):
+            account = self.msal_account(app, home_account_id)
         if account is None:
             raise ipc.BrokerError(
                 ipc.Status.INTERACTION_REQUIRED,
@@ -381,29 +448,60 @@ class TokenEngine:
             "environment": target.environment,
             "client_id": app.client_id,
         }
-        for entry in self.cache.search(msal.TokenCache.CredentialType.ID_TOKEN, query=query):
+        kind = msal.TokenCache.CredentialType.ID_TOKEN
+        for entry in app.token_cache.search(kind, query=query):
             return str(entry.get("secret") or "")
         return ""
+
+    def _share_account(
+        self, capabilities: tuple[str, ...], home_account_id: str, environment: str
+    ) -> bool:
+        """Copy an account, its id tokens and refresh tokens (no access token) from the other
+        caches into the one for ``capabilities``; whether anything was copied."""
+        target = self.cache_for(capabilities)
+        with self._lock:
+            sources = [c for n, c in self.caches.items() if n != cache_name(capabilities)]
+        query = {"home_account_id": home_account_id, "environment": environment}
+        copied = 0
+        for source in sources:
+            for kind in _SHARED_KINDS:
+                for entry in list(source.search(kind, query=query)):
+                    target.modify(kind, entry, entry)
+                    copied += 1
+            if copied:
+                for meta in list(source.search(msal.TokenCache.CredentialType.APP_METADATA)):
+                    target.modify(msal.TokenCache.CredentialType.APP_METADATA, meta, meta)
+                break
+        if copied:
+            log.info("account %s: refresh token shared with the %s cache", home_account_id,
+                     cache_name(capabilities))
+        return bool(copied)
 
     # -- accounts -----------------------------------------------------------------------------
 
     def remove_account(self, home_account_id: str) -> int:
-        """Forget an account's refresh, access and id tokens for every app; returns the count."""
-        cache = self.cache
-        kinds = [
-            (msal.TokenCache.CredentialType.REFRESH_TOKEN, cache.remove_rt),
-            (msal.TokenCache.CredentialType.ACCESS_TOKEN, cache.remove_at),
-            (msal.TokenCache.CredentialType.ID_TOKEN, cache.remove_idt),
-            (msal.TokenCache.CredentialType.ACCOUNT, cache.remove_account),
-        ]
+        """Forget an account's refresh, access and id tokens in every cache; returns the count."""
+        with self._lock:
+            caches = list(self.caches.values())
         removed = 0
-        for kind, remove in kinds:
-            for entry in list(cache.search(kind, query={"home_account_id": home_account_id})):
-                remove(entry)
-                removed += 1
+        for cache in caches:
+            kinds = [
+                (msal.TokenCache.CredentialType.REFRESH_TOKEN, cache.remove_rt),
+                (msal.TokenCache.CredentialType.ACCESS_TOKEN, cache.remove_at),
+                (msal.TokenCache.CredentialType.ID_TOKEN, cache.remove_idt),
+                (msal.TokenCache.CredentialType.ACCOUNT, cache.remove_account),
+            ]
+            query = {"home_account_id": home_account_id}
+            for kind, remove in kinds:
+                for entry in list(cache.search(kind, query=query)):
+                    remove(entry)
+                    removed += 1
         return removed
 
     def has_refresh_token(self, home_account_id: str) -> bool:
+        """Whether any cache holds a refresh token of the account."""
         query = {"home_account_id": home_account_id}
         kind = msal.TokenCache.CredentialType.REFRESH_TOKEN
-        return any(True for _ in self.cache.search(kind, query=query))
+        with self._lock:
+            caches = list(self.caches.values())
+        return any(any(True for _ in c.search(kind, query=query)) for c in caches)
