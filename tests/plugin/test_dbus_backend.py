@@ -100,11 +100,6 @@ def test_cae_first_gets_a_cp1_token_and_its_own_cache(twin, cred_kwargs, broker_
     assert broker_daemon.sign_ins() == 1
 
 
-@pytest.mark.xfail(
-    reason="the daemon keeps one msal token cache for CAE and non-CAE apps, so a CAE request "
-    "after a plain one gets the plain cached token (daemon issue, reported)",
-    strict=False,
-)
 def test_cae_after_a_plain_token_is_still_cp1(twin, cred_kwargs, broker_daemon) -> None:
     credential = twin(**cred_kwargs)
     plain = credential.get_token(STORAGE_SCOPE)
