@@ -15,6 +15,7 @@ from azure.identity._internal import within_dac
 
 from azure.identity import AuthenticationRequiredError, CredentialUnavailableError
 from azure.identity.broker import InteractiveBrowserBrokerCredential
+from azure.identity.broker.aio import InteractiveBrowserBrokerCredential as AioCredential
 from plugin.conftest import STORAGE_SCOPE, USERNAME, claims_of
 
 POP = {
@@ -197,3 +198,15 @@ def test_credential_survives_pickling(cred_kwargs, broker_daemon) -> None:
     token = credential.get_token(STORAGE_SCOPE)
     copy = pickle.loads(pickle.dumps(credential))
     assert copy.get_token(STORAGE_SCOPE).token == token.token
+
+
+def test_aio_credential_across_event_loops(cred_kwargs, broker_daemon) -> None:
+    """asyncio.run() again and again with one credential: each loop gets its own connection."""
+    credential = AioCredential(**cred_kwargs)
+    tokens = []
+    for _ in range(3):  # a sign-in, then two silent calls, each on a new event loop
+        credential._plugin.clear()  # make every round talk to the broker
+        tokens.append(asyncio.run(credential.get_token(STORAGE_SCOPE)))
+    assert {claims_of(t.token)["upn"] for t in tokens} == {USERNAME}
+    assert broker_daemon.sign_ins() == 1
+    asyncio.run(credential.close())

@@ -7,6 +7,7 @@ broker owns all UI (browser or device code), so nothing here writes to stdout.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -199,12 +200,15 @@ class AsyncDBusBackend:
 
     def __init__(self) -> None:
         self._client: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _broker(self) -> Any:
-        if self._client is None:
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            # a connection belongs to the loop that opened it: a new loop gets its own
             from authbroker.client import AsyncBrokerClient
 
-            self._client = AsyncBrokerClient()
+            self._client, self._loop = AsyncBrokerClient(), loop
         return self._client
 
     async def silent(self, query: TokenQuery, account: Account | None) -> Token:
@@ -231,5 +235,5 @@ class AsyncDBusBackend:
 
     async def close(self) -> None:
         client, self._client = self._client, None
-        if client is not None:
+        if client is not None and self._loop is asyncio.get_running_loop():
             await client.aclose()
