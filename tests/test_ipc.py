@@ -84,3 +84,25 @@ def test_errors_are_objects_in_the_right_place_and_round_trip():
 def test_status_23_cannot_be_expressed():
     assert 23 not in ipc.Status._value2member_map_
     assert 12 not in ipc.Status._value2member_map_
+
+
+def test_set_default_account_request_and_replies():
+    by_name = ipc.parse_request(ipc.UiMethod.SET_DEFAULT_ACCOUNT, '{"username": "a@b.example"}')
+    assert by_name == ipc.SetDefaultAccountRequest(username="a@b.example")
+    by_id = ipc.parse_request(ipc.UiMethod.SET_DEFAULT_ACCOUNT, '{"homeAccountId": "oid.tid"}')
+    assert by_id.to_wire() == {"homeAccountId": "oid.tid"}
+    for bad in ("{}", '{"username": ""}', '{"username": 3}'):
+        with pytest.raises(ipc.WireError):
+            ipc.parse_request(ipc.UiMethod.SET_DEFAULT_ACCOUNT, bad)
+    assert isinstance(ipc.parse_response(ipc.UiMethod.SET_DEFAULT_ACCOUNT, '{"ok": true}'),
+                      ipc.OkResult)
+    error = ipc.BrokerError(ipc.Status.ACCOUNT_NOT_FOUND, "x is not signed in", tag="t")
+    wire = error.to_wire(ipc.UiMethod.SET_DEFAULT_ACCOUNT)
+    assert set(wire) == {"error"}  # top level, as for the Broker1 methods other than tokens
+    with pytest.raises(ipc.BrokerError) as raised:
+        ipc.parse_response(ipc.UiMethod.SET_DEFAULT_ACCOUNT, json.dumps(wire))
+    assert raised.value.status == ipc.Status.ACCOUNT_NOT_FOUND
+    some = ipc.DefaultAccountResult(ACCOUNT)
+    assert ipc.parse_response(ipc.UiMethod.GET_DEFAULT_ACCOUNT, json.dumps(some.to_wire())) == some
+    none = ipc.parse_response(ipc.UiMethod.GET_DEFAULT_ACCOUNT, '{"account": null}')
+    assert none == ipc.DefaultAccountResult(None)

@@ -67,13 +67,26 @@ class Broker1Calls:
         self.bus_name = bus_name
         self.broker = DBusAddress(ipc.OBJECT_PATH, bus_name=bus_name, interface=ipc.INTERFACE)
         self.peer = DBusAddress(ipc.OBJECT_PATH, bus_name=bus_name, interface=ipc.PEER_INTERFACE)
+        self.ui = DBusAddress(ipc.OBJECT_PATH, bus_name=bus_name, interface=ipc.UI_INTERFACE)
 
     # -- requests
-    def call(self, method: ipc.Method, request: ipc.Request,
+    def call(self, method: ipc.AnyMethod, request: ipc.Request,
              correlation_id: str | None = None) -> tuple[str, Message]:
+        """A Broker1 call, or one of our own ``ipc.UiMethod``s (no protocol version)."""
         correlation_id = correlation_id or str(uuid.uuid4())
-        body = (ipc.PROTOCOL_VERSION, correlation_id, ipc.encode(request.to_wire()))
+        request_json = ipc.encode(request.to_wire())
+        if isinstance(method, ipc.UiMethod):
+            return correlation_id, new_method_call(
+                self.ui, method.value, "ss", (correlation_id, request_json))
+        body = (ipc.PROTOCOL_VERSION, correlation_id, request_json)
         return correlation_id, new_method_call(self.broker, method.value, "sss", body)
+
+    @staticmethod
+    def default_request(home_account_id: str = "",
+                        username: str = "") -> ipc.SetDefaultAccountRequest:
+        if bool(home_account_id) == bool(username):
+            raise ValueError("name the account by exactly one of home_account_id or username")
+        return ipc.SetDefaultAccountRequest(home_account_id=home_account_id, username=username)
 
     @staticmethod
     def silent_request(auth: ipc.AuthParameters) -> ipc.TokenRequest:
@@ -126,7 +139,7 @@ class Broker1Calls:
             raise BrokerProtocolError(f"the broker failed {what} with D-Bus error {name}: {text}")
         return tuple(reply.body)
 
-    def result(self, method: ipc.Method, reply: Message) -> ipc.Result:
+    def result(self, method: ipc.AnyMethod, reply: Message) -> ipc.Result:
         body = self.check(reply, method.value)
         if len(body) != 1 or not isinstance(body[0], str):
             raise BrokerProtocolError(f"the broker's {method.value} reply is not one string")
@@ -216,7 +229,7 @@ class BrokerClient:
         msg = getattr(message_bus, method)(*args)
         return self.calls.check(self._roundtrip(msg, method, min(self.timeout, 25.0)), method)
 
-    def _call(self, method: ipc.Method, request: ipc.Request,
+    def _call(self, method: ipc.AnyMethod, request: ipc.Request,
               correlation_id: str | None = None) -> ipc.Result:
         _cid, msg = self.calls.call(method, request, correlation_id)
         return self.calls.result(method, self._roundtrip(msg, method.value))
@@ -286,6 +299,19 @@ class BrokerClient:
                             ipc.OpaqueRequest({"clientId": client_id}))
         return _typed(result, ipc.VersionResult).version
 
+    def set_default_account(self, *, home_account_id: str = "", username: str = "") -> None:
+        """Make a signed-in account the one ``account: null`` sign-ins get (authbroker only).
+
+        ``ipc.BrokerError`` (status ACCOUNT_NOT_FOUND) when no such account is signed in.
+        """
+        request = self.calls.default_request(home_account_id, username)
+        _typed(self._call(ipc.UiMethod.SET_DEFAULT_ACCOUNT, request), ipc.OkResult)
+
+    def get_default_account(self) -> ipc.Account | None:
+        """The account ``account: null`` sign-ins get, if any (authbroker only)."""
+        result = self._call(ipc.UiMethod.GET_DEFAULT_ACCOUNT, ipc.OpaqueRequest())
+        return _typed(result, ipc.DefaultAccountResult).account
+
 
 class AsyncBrokerClient:
     """The asyncio twin of :class:`BrokerClient` (``async with``, or ``await aclose()``)."""
@@ -338,7 +364,7 @@ class AsyncBrokerClient:
         return self.calls.check(await self._roundtrip(msg, method, min(self.timeout, 25.0)),
                                 method)
 
-    async def _call(self, method: ipc.Method, request: ipc.Request,
+    async def _call(self, method: ipc.AnyMethod, request: ipc.Request,
                     correlation_id: str | None = None) -> ipc.Result:
         _cid, msg = self.calls.call(method, request, correlation_id)
         return self.calls.result(method, await self._roundtrip(msg, method.value))
@@ -419,3 +445,14 @@ class AsyncBrokerClient:
         result = await self._call(ipc.Method.GET_LINUX_BROKER_VERSION,
                                   ipc.OpaqueRequest({"clientId": client_id}))
         return _typed(result, ipc.VersionResult).version
+
+    async def set_default_account(self, *, home_account_id: str = "",
+                                  username: str = "") -> None:
+        """See :meth:`BrokerClient.set_default_account`."""
+        request = self.calls.default_request(home_account_id, username)
+        _typed(await self._call(ipc.UiMethod.SET_DEFAULT_ACCOUNT, request), ipc.OkResult)
+
+    async def get_default_account(self) -> ipc.Account | None:
+        """See :meth:`BrokerClient.get_default_account`."""
+        result = await self._call(ipc.UiMethod.GET_DEFAULT_ACCOUNT, ipc.OpaqueRequest())
+        return _typed(result, ipc.DefaultAccountResult).account

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from authbroker import ipc
 from authbroker.client import BrokerClient
-from authbroker.errors import AuthBrokerError
+from authbroker.errors import AuthBrokerError, BrokerProtocolError
 
 #: Azure CLI's public client id: azure-identity's default, registered in every Entra tenant.
 DEFAULT_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
@@ -27,6 +27,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 _HINTS: dict[int, str] = {
     ipc.Status.INTERACTION_REQUIRED: "sign in first: authbroker login{scopes}",
     ipc.Status.ACCOUNT_UNUSABLE: "sign in again: authbroker login{scopes}",
+    ipc.Status.ACCOUNT_NOT_FOUND: "see the signed-in accounts with: authbroker accounts",
     ipc.Status.USER_CANCELED: "the sign-in was cancelled; run the command again to retry",
     ipc.Status.NO_NETWORK: "check the network and the authority URL (--authority, "
     "AUTHBROKER_AUTHORITY)",
@@ -69,6 +70,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     _common(parser)
     if command == "accounts":
         parser.add_argument("--output", choices=("table", "json"), default="table")
+        parser.add_argument("--set-default", default="", metavar="USERNAME",
+                            help="make this signed-in account the default one (the account "
+                            "apps get when they ask for no account in particular)")
     elif command == "login":
         _token_options(parser, scope_required=False)
         parser.add_argument("--prompt", default="select_account",
@@ -124,18 +128,28 @@ def _scopes(args: argparse.Namespace, default: list[str] | None = None) -> tuple
 
 
 def _accounts(client: BrokerClient, args: argparse.Namespace) -> int:
+    if args.set_default:
+        client.set_default_account(username=args.set_default)
+        _err(f"the default account is now {args.set_default}")
     accounts = client.get_accounts(args.client_id)
+    try:
+        default = client.get_default_account()
+        default_id = default.home_account_id if default else None
+    except BrokerProtocolError:  # a broker without authbroker's own interface: first listed
+        default_id = accounts[0].home_account_id if accounts else None
     if args.output == "json":
         print(json.dumps([{"username": a.username, "name": a.name,
                            "homeAccountId": a.home_account_id, "tenantId": a.realm,
-                           "environment": a.environment} for a in accounts], indent=2))
+                           "environment": a.environment,
+                           "default": a.home_account_id == default_id} for a in accounts],
+                         indent=2))
         return EXIT_OK
     if not accounts:
         _err("no accounts are signed in to the broker (sign in with: authbroker login)")
         return EXIT_OK
     width = max(len(a.username) for a in accounts)
-    for index, account in enumerate(accounts):
-        marker = "*" if index == 0 else " "
+    for account in accounts:
+        marker = "*" if account.home_account_id == default_id else " "
         print(f"{marker} {account.username:<{width}}  {account.realm}  {account.name}".rstrip())
     return EXIT_OK
 
@@ -211,7 +225,8 @@ _RUNNERS: dict[str, Callable[[BrokerClient, argparse.Namespace], int]] = {
     "accounts": _accounts, "login": _login, "token": _token, "logout": _logout,
 }
 _DESCRIPTIONS = {
-    "accounts": "List the accounts signed in to the broker (the default one is marked *).",
+    "accounts": "List the accounts signed in to the broker (the default one is marked *), or "
+    "choose the default one with --set-default.",
     "login": "Sign in through the broker (browser, or a device code shown here).",
     "token": "Print an access token from the broker, for scripts: "
     "TOKEN=$(authbroker token --scope https://storage.azure.com/.default)",

@@ -5,7 +5,8 @@ plugin backends) works with the typed objects below and converts with ``to_wire`
 See docs/ and ../shared/docs/broker1-protocol.md for the protocol itself.
 
 Rules kept here:
-- every method is ``(s protocol_version, s correlation_id, s request_json) -> s response_json``;
+- every method is ``(s protocol_version, s correlation_id, s request_json) -> s response_json``
+  (our own ``UiMethod``s on ``UI_INTERFACE``: ``(s correlation_id, s request_json) -> s``);
 - errors travel as JSON objects with ``status``, ``errorCode``, ``tag``, ``context`` and
   ``subStatus`` — inside ``brokerTokenResponse`` for token methods, at the top level otherwise;
 - ``expiresOn`` is epoch *milliseconds* on the wire, seconds (float) in Python;
@@ -33,6 +34,9 @@ INTROSPECTABLE_INTERFACE = "org.freedesktop.DBus.Introspectable"
 #: Our own interface on the same object: UI prompts for clients that listen (authbroker's).
 UI_INTERFACE = "io.authbroker.BrokerUi1"
 DEVICE_CODE_SIGNAL = "DeviceCodePrompt"  # (s correlation_id, s prompt_json)
+#: Methods of UI_INTERFACE, each ``(s correlation_id, s request_json) -> s``: see UiMethod.
+SET_DEFAULT_ACCOUNT = "SetDefaultAccount"
+GET_DEFAULT_ACCOUNT = "GetDefaultAccount"
 PROTOCOL_VERSION = "0.0"
 BROKER_VERSION = "2.0.4"  # what getLinuxBrokerVersion reports (compatible with known clients)
 #: Requests larger than this (bytes of request_json) are refused with an error object.
@@ -57,6 +61,21 @@ class Method(StrEnum):
     @property
     def is_token_method(self) -> bool:
         return self in (Method.ACQUIRE_TOKEN_INTERACTIVELY, Method.ACQUIRE_TOKEN_SILENTLY)
+
+
+class UiMethod(StrEnum):
+    """Our own methods on ``UI_INTERFACE`` (not Broker1): ``(s correlation_id, s request_json)
+    -> s response_json``; errors travel as a top-level ``error`` object, as in Broker1."""
+
+    SET_DEFAULT_ACCOUNT = SET_DEFAULT_ACCOUNT
+    GET_DEFAULT_ACCOUNT = GET_DEFAULT_ACCOUNT
+
+    @property
+    def is_token_method(self) -> bool:
+        return False
+
+
+AnyMethod = Method | UiMethod
 
 
 class Status(IntEnum):
@@ -438,9 +457,32 @@ class OpaqueRequest:
         return cls(body=dict(obj))
 
 
-Request = TokenRequest | GetAccountsRequest | RemoveAccountRequest | CancelRequest | OpaqueRequest
+@dataclass(frozen=True)
+class SetDefaultAccountRequest:
+    """``SetDefaultAccount``: the account by ``homeAccountId`` or by ``username`` (either case)."""
 
-_REQUEST_TYPES: dict[Method, Any] = {
+    home_account_id: str = ""
+    username: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        if self.home_account_id:
+            return {"homeAccountId": self.home_account_id}
+        return {"username": self.username}
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> SetDefaultAccountRequest:
+        request = cls(home_account_id=_str(obj, "homeAccountId"), username=_str(obj, "username"))
+        if not (request.home_account_id or request.username):
+            raise WireError("give the account's 'homeAccountId' or 'username'")
+        return request
+
+
+Request = (
+    TokenRequest | GetAccountsRequest | RemoveAccountRequest | CancelRequest | OpaqueRequest
+    | SetDefaultAccountRequest
+)
+
+_REQUEST_TYPES: dict[AnyMethod, Any] = {
     Method.ACQUIRE_TOKEN_INTERACTIVELY: TokenRequest,
     Method.ACQUIRE_TOKEN_SILENTLY: TokenRequest,
     Method.GET_ACCOUNTS: GetAccountsRequest,
@@ -449,10 +491,12 @@ _REQUEST_TYPES: dict[Method, Any] = {
     Method.GET_LINUX_BROKER_VERSION: OpaqueRequest,
     Method.ACQUIRE_PRT_SSO_COOKIE: OpaqueRequest,
     Method.GENERATE_SIGNED_HTTP_REQUEST: OpaqueRequest,
+    UiMethod.SET_DEFAULT_ACCOUNT: SetDefaultAccountRequest,
+    UiMethod.GET_DEFAULT_ACCOUNT: OpaqueRequest,
 }
 
 
-def parse_request(method: Method, request_json: str) -> Request:
+def parse_request(method: AnyMethod, request_json: str) -> Request:
     """Parse ``request_json`` for ``method``; WireError (safe to log) when it is malformed."""
     if len(request_json.encode("utf-8", "surrogatepass")) > MAX_REQUEST_BYTES:
         raise WireError(f"request is larger than {MAX_REQUEST_BYTES} bytes")
@@ -554,6 +598,21 @@ class OkResult:
 
 
 @dataclass(frozen=True)
+class DefaultAccountResult:
+    """Reply of ``GetDefaultAccount``: the account ``account: null`` sign-ins use, if any."""
+
+    account: Account | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"account": self.account.to_wire() if self.account else None}
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> DefaultAccountResult:
+        account = obj.get("account")
+        return cls(account=Account.from_wire(account) if account is not None else None)
+
+
+@dataclass(frozen=True)
 class VersionResult:
     version: str = BROKER_VERSION
 
@@ -600,7 +659,7 @@ class BrokerError(Exception):
             "diagnostics": None,
         }
 
-    def to_wire(self, method: Method) -> dict[str, Any]:
+    def to_wire(self, method: AnyMethod) -> dict[str, Any]:
         error = {"error": self.to_error_object()}
         return {"brokerTokenResponse": error} if method.is_token_method else error
 
@@ -624,15 +683,17 @@ def find_error(obj: Mapping[str, Any]) -> BrokerError | None:
     return None
 
 
-Result = TokenResult | AccountsResult | OkResult | VersionResult
+Result = TokenResult | AccountsResult | OkResult | VersionResult | DefaultAccountResult
 
-_RESULT_TYPES: dict[Method, Any] = {
+_RESULT_TYPES: dict[AnyMethod, Any] = {
     Method.ACQUIRE_TOKEN_INTERACTIVELY: TokenResult,
     Method.ACQUIRE_TOKEN_SILENTLY: TokenResult,
     Method.GET_ACCOUNTS: AccountsResult,
     Method.REMOVE_ACCOUNT: OkResult,
     Method.CANCEL_INTERACTIVE_FLOW: OkResult,
     Method.GET_LINUX_BROKER_VERSION: VersionResult,
+    UiMethod.SET_DEFAULT_ACCOUNT: OkResult,
+    UiMethod.GET_DEFAULT_ACCOUNT: DefaultAccountResult,
 }
 
 
@@ -640,7 +701,7 @@ def encode(obj: Mapping[str, Any]) -> str:
     return json.dumps(obj, separators=(",", ":"))
 
 
-def parse_response(method: Method, response_json: str) -> Result:
+def parse_response(method: AnyMethod, response_json: str) -> Result:
     """Typed result of a reply; raises the reply's BrokerError, or WireError if malformed."""
     try:
         obj = json.loads(response_json)

@@ -249,6 +249,33 @@ def test_several_accounts_default_and_remove(authority, tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_a_chosen_default_outlives_later_sign_ins(authority, tmp_path: Path) -> None:
+    store = tmp_path / "store.enc"
+    choose = ipc.UiMethod.SET_DEFAULT_ACCOUNT
+
+    async def scenario() -> None:
+        core = make_core(authority.authority, store, person())
+        first = await interactive(core)
+        await core.handle(choose, ipc.SetDefaultAccountRequest(username=USER), ctx())
+        core._open_url = person(SECOND)
+        second = await interactive(core)  # another app signs another person in
+        assert first.account and second.account
+        assert (await silent(core)).account.username == USER  # type: ignore[union-attr]
+        default = await core.handle(ipc.UiMethod.GET_DEFAULT_ACCOUNT, ipc.OpaqueRequest(), ctx())
+        assert isinstance(default, ipc.DefaultAccountResult)
+        assert default.account and default.account.username == USER
+        await core.aclose()
+
+        restarted = make_core(authority.authority, store)
+        assert (await silent(restarted)).account.username == USER  # type: ignore[union-attr]
+        # signing the chosen one out hands the default to the latest sign-in
+        await restarted.remove_account(first.account.home_account_id)
+        assert (await silent(restarted)).account.username == SECOND  # type: ignore[union-attr]
+        await restarted.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_no_account_means_interaction_required(authority) -> None:
     async def scenario() -> None:
         core = make_core(authority.authority, None)

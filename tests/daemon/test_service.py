@@ -135,6 +135,12 @@ def test_ping_machine_id_and_introspection(toy, conn):
                         ("request_json", "s", "in"), ("result", "s", "out")]
     signal = root.find(f"interface[@name='{ipc.UI_INTERFACE}']/signal")
     assert signal is not None and signal.get("name") == ipc.DEVICE_CODE_SIGNAL
+    ui = root.findall(f"interface[@name='{ipc.UI_INTERFACE}']/method")
+    assert {m.get("name") for m in ui} == {ipc.SET_DEFAULT_ACCOUNT, ipc.GET_DEFAULT_ACCOUNT}
+    for method in ui:
+        args = [(a.get("name"), a.get("type"), a.get("direction")) for a in method.findall("arg")]
+        assert args == [("correlation_id", "s", "in"), ("request_json", "s", "in"),
+                        ("result", "s", "out")]
     assert root.find(f"interface[@name='{ipc.PEER_INTERFACE}']") is not None
 
     # bus browsers can walk down to the object
@@ -181,6 +187,16 @@ def test_wrong_dbus_signature_still_gets_a_json_error(toy, conn):
     empty = raw_call(conn, ipc.Method.GET_ACCOUNTS.value, (), None)
     assert_error_object(json.loads(empty.body[0]), ipc.Status.API_CONTRACT_VIOLATION,
                         token_method=False)
+    ui = DBusAddress(ipc.OBJECT_PATH, bus_name=ipc.BUS_NAME, interface=ipc.UI_INTERFACE)
+    three = raw_call(conn, ipc.SET_DEFAULT_ACCOUNT, ("0.0", "c", "{}"), address=ui)
+    err = assert_error_object(json.loads(three.body[0]), ipc.Status.API_CONTRACT_VIOLATION,
+                              token_method=False)
+    assert "two strings" in err["context"]
+    nobody = raw_call(conn, ipc.SET_DEFAULT_ACCOUNT, ("c", "{}"), "ss", address=ui)
+    err = assert_error_object(json.loads(nobody.body[0]), ipc.Status.API_CONTRACT_VIOLATION,
+                              token_method=False)
+    assert "homeAccountId" in err["context"]
+    assert toy.handler.calls == []
     # not a Broker1 method: a D-Bus error is all we can say
     unknown = raw_call(conn, "stealTokens", ("0.0", "c", "{}"))
     assert unknown.header.message_type is MessageType.error
@@ -201,6 +217,14 @@ def test_a_foreign_uid_is_refused(dbus_session, conn):
         reply = broker_call(conn, ipc.Method.GET_ACCOUNTS, {"clientId": CLIENT_ID})
         assert_error_object(reply, ipc.Status.INCORRECT_CONFIGURATION, token_method=False)
         assert "accounts" not in reply
+        # our own interface's methods are checked the same way
+        ui = DBusAddress(ipc.OBJECT_PATH, bus_name=ipc.BUS_NAME, interface=ipc.UI_INTERFACE)
+        set_default = raw_call(conn, ipc.SET_DEFAULT_ACCOUNT,
+                               ("corr-ui", json.dumps({"username": "toy@contoso.example"})),
+                               "ss", address=ui)
+        reply = json.loads(set_default.body[0])
+        err = assert_error_object(reply, ipc.Status.INCORRECT_CONFIGURATION, token_method=False)
+        assert f"uid {os.getuid()}" in err["context"] and "ok" not in reply
         assert toy.handler.calls == []
 
 

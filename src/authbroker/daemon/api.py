@@ -59,8 +59,10 @@ class CallContext:
 
 
 class Handler(Protocol):
+    """Broker1 methods and our own ``ipc.UiMethod``s alike (unknown ones: a BrokerError)."""
+
     async def handle(
-        self, method: ipc.Method, request: ipc.Request, ctx: CallContext
+        self, method: ipc.AnyMethod, request: ipc.Request, ctx: CallContext
     ) -> ipc.Result: ...
 
     async def aclose(self) -> None: ...

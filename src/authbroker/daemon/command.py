@@ -60,7 +60,7 @@ class _DeferredHandler:
     def __init__(self) -> None:
         self.ready: asyncio.Future[Handler] = asyncio.get_running_loop().create_future()
 
-    async def handle(self, method: ipc.Method, request: ipc.Request,
+    async def handle(self, method: ipc.AnyMethod, request: ipc.Request,
                      ctx: CallContext) -> ipc.Result:
         try:
             core = await asyncio.shield(self.ready)

@@ -6,16 +6,19 @@ parses and replies). State is one document persisted through the store after eve
     {"core": 2,
      "msalCaches": {"plain": "<msal SerializableTokenCache>", "CP1": "<the CAE one>", ...},
      "accounts": [<ipc.Account wire object> + {"lastSignIn": epoch s}, ...],
-     "defaultAccount": "<homeAccountId>" | null}
+     "defaultAccount": "<homeAccountId>" | null, "defaultChosen": bool}
 
 One msal cache per client-capability set (see engine.py), so CAE and plain tokens never mix.
 A version 1 document (one ``"msalCache"`` for both) is migrated on load: its cache becomes the
 plain one without its access tokens (they cannot be told apart), and the next save writes
 version 2.
 
-The default account is the one chosen with :meth:`BrokerCore.set_default_account`, else the
-most recently signed-in one. Concurrent identical silent requests share one msal call (key:
-client id, authority, account, scopes, claims). Every blocking call (store, msal, network) runs
+The default account (the one ``account: null`` sign-ins get) is the one chosen with
+``SetDefaultAccount`` (:meth:`BrokerCore.set_default_account`), else the latest interactive
+sign-in, else the only account. A chosen default stays the default when other accounts sign in;
+removing it makes the most recent sign-in the default again. Concurrent identical silent
+requests share one msal call (key: client id, authority, account, scopes, capabilities, claims
+challenge). Every blocking call (store, msal, network) runs
 in the core's thread executor; the event loop never waits on the network.
 """
 
@@ -119,6 +122,7 @@ class BrokerCore:
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="authbroker-core")
         self._accounts: dict[str, dict[str, Any]] = {}
         self._default: str | None = None
+        self._default_chosen = False  # chosen with SetDefaultAccount: sign-ins keep it
         self._loaded = False
         self._unsaved = False
         self._removals: dict[str, int] = {}  # per account, bumped by removeAccount (_silent)
@@ -176,6 +180,7 @@ class BrokerCore:
             )
         default = doc.get("defaultAccount")
         self._default = default if default in self._accounts else None
+        self._default_chosen = bool(self._default and doc.get("defaultChosen"))
 
     def _document(self) -> dict[str, Any]:
         return {
@@ -183,6 +188,7 @@ class BrokerCore:
             "msalCaches": self.engine.serialize_caches(),
             "accounts": list(self._accounts.values()),
             "defaultAccount": self._default,
+            "defaultChosen": self._default_chosen,
         }
 
     async def _persist(self, *, force: bool = False) -> None:
@@ -210,9 +216,20 @@ class BrokerCore:
     # -- dispatch -----------------------------------------------------------------------------
 
     async def handle(
-        self, method: ipc.Method, request: ipc.Request, ctx: CallContext
+        self, method: ipc.AnyMethod, request: ipc.Request, ctx: CallContext
     ) -> ipc.Result:
         await self.start()
+        if method is ipc.UiMethod.SET_DEFAULT_ACCOUNT:
+            chosen = self.find_account(_expect(request, ipc.SetDefaultAccountRequest))
+            await self.set_default_account(chosen)
+            log.info("SetDefaultAccount %s: the default account is now %s", ctx.correlation_id,
+                     chosen)
+            return ipc.OkResult()
+        if method is ipc.UiMethod.GET_DEFAULT_ACCOUNT:
+            default = self.default_account
+            return ipc.DefaultAccountResult(
+                ipc.Account.from_wire(self._accounts[default]) if default else None
+            )
         if method is ipc.Method.GET_ACCOUNTS:
             return ipc.AccountsResult(tuple(self.accounts()))
         if method is ipc.Method.ACQUIRE_TOKEN_SILENTLY:
@@ -252,7 +269,34 @@ class BrokerCore:
             return next(iter(self._accounts))
         return None
 
+    def find_account(self, request: ipc.SetDefaultAccountRequest) -> str:
+        """The homeAccountId of the signed-in account a request names; BrokerError if none."""
+        if request.home_account_id:
+            if request.home_account_id in self._accounts:
+                return request.home_account_id
+            wanted = f"account {request.home_account_id}"
+            found: list[str] = []
+        else:
+            wanted = request.username
+            found = [hid for hid, a in self._accounts.items()
+                     if str(a.get("username", "")).lower() == request.username.lower()]
+        if len(found) > 1:
+            raise ipc.BrokerError(
+                ipc.Status.API_CONTRACT_VIOLATION,
+                f"several signed-in accounts are named {wanted}; name one by homeAccountId",
+                tag="core.default.ambiguous",
+            )
+        if not found:
+            names = ", ".join(sorted(str(a.get("username")) for a in self._accounts.values()))
+            raise ipc.BrokerError(
+                ipc.Status.ACCOUNT_NOT_FOUND,
+                f"{wanted} is not signed in to the broker (signed in: {names or 'nobody'})",
+                tag="core.default.unknown",
+            )
+        return found[0]
+
     async def set_default_account(self, home_account_id: str) -> None:
+        """Make a signed-in account the default; it stays so until chosen otherwise or removed."""
         await self.start()
         if home_account_id not in self._accounts:
             raise ipc.BrokerError(
@@ -261,6 +305,7 @@ class BrokerCore:
                 tag="core.default.unknown",
             )
         self._default = home_account_id
+        self._default_chosen = True
         await self._persist(force=True)
 
     async def remove_account(self, home_account_id: str) -> None:
@@ -272,6 +317,7 @@ class BrokerCore:
         if self._default == home_account_id:
             rest = sorted(self._accounts.values(), key=lambda a: -float(a.get("lastSignIn", 0)))
             self._default = rest[0]["homeAccountId"] if rest else None
+            self._default_chosen = False
         log.info(
             "removed account %s (%s, %d cache entries)",
             home_account_id,
@@ -284,7 +330,9 @@ class BrokerCore:
         if account is None:
             return
         self._accounts[account.home_account_id] = dict(account.to_wire(), lastSignIn=time.time())
-        self._default = account.home_account_id
+        if not (self._default_chosen and self._default in self._accounts):
+            self._default = account.home_account_id
+            self._default_chosen = False
 
     # -- tokens -------------------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ up another caller.
 
 For every Broker1 call the service asks the bus for the caller's uid (never trusting the
 message), refuses other users, parses the request with ``ipc.parse_request`` and awaits
-``Handler.handle``. Every outcome — a result, an ``ipc.BrokerError``, a malformed request, a
+``Handler.handle``. Our own ``ipc.UiMethod``s on ``ipc.UI_INTERFACE`` (``SetDefaultAccount``,
+``GetDefaultAccount``: ``(s correlation_id, s request_json) -> s``) go the same way, uid check
+included. Every outcome — a result, an ``ipc.BrokerError``, a malformed request, a
 wrong D-Bus signature, a bug — becomes a JSON reply: a call is never left unanswered and the
 daemon does not crash. Logs carry the method, a sanitised correlation id, the duration and the
 status, never a request or response body.
@@ -64,6 +66,7 @@ _UID_CACHE_SIZE = 512
 #: Calls running at once; beyond this a caller gets a "busy" error object at once.
 MAX_CALLS_IN_FLIGHT = 64
 _METHODS = {m.value: m for m in ipc.Method}
+_UI_METHODS = {m.value: m for m in ipc.UiMethod}
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._:-]")
 
 
@@ -90,12 +93,15 @@ def introspection_xml() -> str:
     )
     methods = "".join(f"    <method name={quoteattr(m.value)}>\n{args}    </method>\n"
                       for m in ipc.Method)
+    ui_args = args.split("\n", 1)[1]  # no protocol_version
+    ui_methods = "".join(f"    <method name={quoteattr(m.value)}>\n{ui_args}    </method>\n"
+                         for m in ipc.UiMethod)
     return (
         '<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"\n'
         ' "http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">\n'
         "<node>\n"
         f"  <interface name={quoteattr(ipc.INTERFACE)}>\n{methods}  </interface>\n"
-        f"  <interface name={quoteattr(ipc.UI_INTERFACE)}>\n"
+        f"  <interface name={quoteattr(ipc.UI_INTERFACE)}>\n{ui_methods}"
         f"    <signal name={quoteattr(ipc.DEVICE_CODE_SIGNAL)}>\n"
         '      <arg type="s" name="correlation_id"/>\n'
         '      <arg type="s" name="prompt_json"/>\n'
@@ -344,9 +350,14 @@ class BrokerService:
                     await self._error(msg, _ERR_UNKNOWN_OBJECT, f"no object at {path}")
                 else:
                     await self._serve_broker_call(msg, _METHODS[member])
-            elif interface == ipc.INTERFACE:
+            elif interface in (ipc.UI_INTERFACE, None) and member in _UI_METHODS:
+                if path != ipc.OBJECT_PATH:
+                    await self._error(msg, _ERR_UNKNOWN_OBJECT, f"no object at {path}")
+                else:
+                    await self._serve_broker_call(msg, _UI_METHODS[member])
+            elif interface in (ipc.INTERFACE, ipc.UI_INTERFACE):
                 await self._error(msg, _ERR_UNKNOWN_METHOD,
-                                  f"{ipc.INTERFACE} has no method {member!r}")
+                                  f"{interface} has no method {member!r}")
             elif path not in (ipc.OBJECT_PATH,) and _parent_node_xml(path) is None:
                 await self._error(msg, _ERR_UNKNOWN_OBJECT, f"no object at {path}")
             else:
@@ -376,12 +387,13 @@ class BrokerService:
         else:
             await self._error(msg, _ERR_UNKNOWN_OBJECT, f"no object at {path}")
 
-    async def _serve_broker_call(self, msg: Message, method: ipc.Method) -> None:
+    async def _serve_broker_call(self, msg: Message, method: ipc.AnyMethod) -> None:
         started = time.monotonic()
         sender = msg.header.fields.get(HeaderFields.sender, "")
         signature = msg.header.fields.get(HeaderFields.signature, "")
         body = msg.body if isinstance(msg.body, tuple) else ()
-        correlation_id = body[1] if len(body) > 1 and isinstance(body[1], str) else ""
+        at = len(_signature(method)) - 2  # the correlation id comes before request_json
+        correlation_id = body[at] if len(body) > at and isinstance(body[at], str) else ""
         outcome = "ok"
         try:
             reply = await self._broker_reply(method, sender, signature, body, correlation_id)
@@ -411,7 +423,7 @@ class BrokerService:
         await self._reply(msg, "s", (ipc.encode(reply),))
 
     async def _broker_reply(
-        self, method: ipc.Method, sender: str, signature: str, body: tuple, correlation_id: str
+        self, method: ipc.AnyMethod, sender: str, signature: str, body: tuple, correlation_id: str
     ) -> dict:
         if len(self._tasks) > MAX_CALLS_IN_FLIGHT:
             raise ipc.BrokerError(ipc.Status.TRANSIENT_ERROR,
@@ -429,14 +441,13 @@ class BrokerService:
                 ipc.Status.INCORRECT_CONFIGURATION,
                 f"this broker serves uid {self.expected_uid} only; the caller runs as uid {uid}",
                 tag="service.foreign-uid"), outcome=f"refused foreign uid {uid}")
-        if signature != "sss":
+        if signature != _signature(method):
             raise ipc.BrokerError(
                 ipc.Status.API_CONTRACT_VIOLATION,
-                f"{method.value} takes three strings (protocol_version, correlation_id, "
-                f"request_json), not D-Bus signature {signature!r}",
-                tag="service.signature")
+                f"{method.value} takes {_ARGS[_signature(method)]}, not D-Bus signature "
+                f"{signature!r}", tag="service.signature")
         try:
-            request = ipc.parse_request(method, body[2])
+            request = ipc.parse_request(method, body[-1])
         except ipc.WireError as exc:
             raise ipc.BrokerError(ipc.Status.API_CONTRACT_VIOLATION,
                                   f"malformed {method.value} request: {exc}",
@@ -460,10 +471,20 @@ class BrokerService:
         log.info("device-code prompt sent to %s (correlation %s)", destination,
                  safe_id(correlation_id))
 
-    def _log_call(self, method: ipc.Method, correlation_id: str, started: float,
+    def _log_call(self, method: ipc.AnyMethod, correlation_id: str, started: float,
                   outcome: str) -> None:
         log.info("%s correlation=%s %s in %.1f ms", method.value, safe_id(correlation_id),
                  outcome, (time.monotonic() - started) * 1000)
+
+
+_ARGS = {"sss": "three strings (protocol_version, correlation_id, request_json)",
+          "ss": "two strings (correlation_id, request_json)"}
+
+
+def _signature(method: ipc.AnyMethod) -> str:
+    """Broker1 methods take (protocol_version, correlation_id, request_json); ours drop the
+    protocol version."""
+    return "sss" if isinstance(method, ipc.Method) else "ss"
 
 
 class _Refused(Exception):
