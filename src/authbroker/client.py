@@ -250,6 +250,8 @@ class BrokerClient:
         return self.calls.bus_name in names
 
     def get_accounts(self, client_id: str) -> list[ipc.Account]:
+        """Every account signed in to the broker, whatever ``client_id`` (brokers share
+        accounts between apps), the default one first."""
         result = self._call(ipc.Method.GET_ACCOUNTS, ipc.GetAccountsRequest(client_id))
         return list(_typed(result, ipc.AccountsResult).accounts)
 

@@ -254,7 +254,12 @@ class BrokerCore:
     # -- accounts -----------------------------------------------------------------------------
 
     def accounts(self) -> list[ipc.Account]:
-        """Signed-in accounts, the default first, then the most recently signed-in."""
+        """Signed-in accounts, the default first, then the most recently signed-in.
+
+        ``getAccounts`` lists every account whatever the request's client id, as brokers do:
+        an account signed in by one app is offered to the others (each app still needs its own
+        consent at the authority, and ``removeAccount`` forgets the account for every app).
+        """
         ordered = sorted(
             self._accounts.values(),
             key=lambda a: (a["homeAccountId"] != self._default, -float(a.get("lastSignIn", 0))),
