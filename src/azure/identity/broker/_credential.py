@@ -9,8 +9,6 @@ from typing import Any
 
 from azure.core.credentials import AccessTokenInfo, TokenRequestOptions
 
-from authbroker.plugin_core import Interactive, Options, PluginCore, check_authority
-from authbroker.plugin_run import SyncRunner
 from azure.identity import InteractiveBrowserCredential
 
 _LOGGER = logging.getLogger("azure.identity.broker")
@@ -47,6 +45,10 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
         use_default_broker_account = bool(kwargs.pop("use_default_broker_account", False))
         disable_interactive_fallback = bool(kwargs.pop("disable_interactive_fallback", False))
         super().__init__(**kwargs)
+        # imported here, not at module level: `import azure.identity.broker` stays cheap
+        from authbroker.plugin_core import PluginCore, check_authority
+        from authbroker.plugin_run import SyncRunner
+
         check_authority(self._authority, self._tenant_id)
         self._parent_window_handle = parent_window_handle
         self._enable_msa_passthrough = enable_msa_passthrough
@@ -58,7 +60,9 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
 
     # -- shared with the aio twin --------------------------------------------------------------
 
-    def _plugin_options(self) -> Options:
+    def _plugin_options(self) -> Any:
+        from authbroker.plugin_core import Options
+
         return Options(
             client_id=self._client_id,
             authority=self._authority,
@@ -139,6 +143,8 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
         """One interactive sign-in (azure-identity's hook); returns msal's result shape."""
         import time
 
+        from authbroker.plugin_core import Interactive
+
         query = self._plugin.query(scopes, kwargs, kwargs)
         token = self._runner.execute(Interactive("select_account"), query)
         return token.as_msal_result(int(time.time()))
@@ -150,6 +156,8 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        from authbroker.plugin_run import SyncRunner
+
         super().__setstate__(state)
         self._runner = SyncRunner(self._make_backend)
         self._flight = threading.RLock()

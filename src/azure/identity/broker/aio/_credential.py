@@ -15,7 +15,6 @@ from typing import Any
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 from azure.identity._internal.interactive import _DEFAULT_AUTHENTICATE_SCOPES
 
-from authbroker.plugin_run import AsyncRunner, ThreadedBackend
 from azure.identity import AuthenticationRecord, CredentialUnavailableError
 
 from .._credential import InteractiveBrowserBrokerCredential as _SyncCredential
@@ -30,6 +29,8 @@ class InteractiveBrowserBrokerCredential:
     """
 
     def __init__(self, **kwargs: Any) -> None:
+        from authbroker.plugin_run_async import AsyncRunner
+
         self._sync = _SyncCredential(**kwargs)
         self._plugin = self._sync._plugin
         self._runner = AsyncRunner(self._make_backend)
@@ -40,6 +41,8 @@ class InteractiveBrowserBrokerCredential:
             from authbroker.backends.dbus import AsyncDBusBackend
 
             return AsyncDBusBackend()
+        from authbroker.plugin_run_async import ThreadedBackend
+
         return ThreadedBackend(self._sync._make_backend(name))
 
     async def __aenter__(self) -> InteractiveBrowserBrokerCredential:
