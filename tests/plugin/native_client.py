@@ -8,6 +8,7 @@ import sys
 
 import jwt
 import msal
+from azure.core.exceptions import ClientAuthenticationError
 
 from azure.identity.broker import InteractiveBrowserBrokerCredential
 
@@ -23,7 +24,17 @@ def main(authority: str, tenant: str, scope: str, *steps: str) -> None:
     )
     token = credential.get_token(scope)
     runner = credential._runner
+    pop_error = None
+    if "pop" in steps:
+        pop = {"resource_request_method": "GET", "resource_request_url": "https://h/p"}
+        pop["nonce"] = "n"
+        try:
+            info = credential.get_token_info(scope, options={"pop": pop})  # type: ignore[typeddict-item]
+            pop_error = f"returned a {info.token_type} token"
+        except ClientAuthenticationError as exc:
+            pop_error = f"{type(exc).__name__}: {exc.message}"
     report = {
+        "pop": pop_error,
         "backend": next(iter(runner._backends)),
         "reasons": runner.selection.reasons,
         "upn": jwt.decode(token.token, options={"verify_signature": False}).get("upn"),

@@ -33,7 +33,7 @@ def run_client(authority, *steps: str) -> tuple[dict, str]:
         env={**os.environ, "AUTHBROKER_BACKEND": "native"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    lines = [line for line in proc.stderr.splitlines() if line.startswith('{"backend"')]
+    lines = [line for line in proc.stderr.splitlines() if '"backend": ' in line]
     assert lines, proc.stderr[-3000:]
     return json.loads(lines[-1]), proc.stdout
 
@@ -45,7 +45,9 @@ def test_native_backend_reaches_our_daemon(authority, secret_service, broker_dae
     assert report["username"] == USERNAME
     assert broker_daemon.sign_ins() == 1
     assert stdout == ""  # nothing on stdout on the broker path
-    # a new process: the broker's default account, silently
-    report, _ = run_client(authority, "default", "quiet")
+    # a new process: the broker's default account, silently; PoP is refused, not downgraded
+    report, _ = run_client(authority, "default", "quiet", "pop")
     assert report["backend"] == "native" and report["upn"] == USERNAME
     assert broker_daemon.sign_ins() == 1
+    assert report["pop"].startswith("ClientAuthenticationError"), report["pop"]
+    assert "Proof-of-Possession" in report["pop"]
