@@ -13,7 +13,7 @@ from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import Proxy
 
 from authbroker.backends import native
-from authbroker.backends.select import Selection, default_order
+from authbroker.backends.select import Selection, default_order, diagnose
 from authbroker.ipc import BUS_NAME
 from authbroker.plugin_run import SyncRunner
 from azure.identity import CredentialUnavailableError
@@ -120,6 +120,15 @@ def test_native_without_its_libraries_falls_back_to_the_browser(
     token = twin(**cred_kwargs).get_token(STORAGE_SCOPE)
     assert claims_of(token.token)["upn"] == USERNAME
     assert sign_ins(scripted_browser) == 1
+
+
+def test_diagnose_lists_every_candidate_with_its_reason(
+    auto, dbus_session, scripted_browser
+) -> None:
+    report = dict(diagnose("linux"))
+    assert list(report) == ["dbus", "browser"]
+    assert BUS_NAME in (report["dbus"] or "")
+    assert report["browser"] is None
 
 
 def test_native_probe_reports_why(monkeypatch: pytest.MonkeyPatch) -> None:

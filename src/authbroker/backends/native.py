@@ -108,7 +108,7 @@ class NativeBackend:
             raise BackendError(
                 Kind.UNSUPPORTED,
                 "msal does not support Proof-of-Possession through the native broker on Linux; "
-                "use the dbus backend (AUTHBROKER_BACKEND=dbus)",
+                "the dbus backend (AUTHBROKER_BACKEND=dbus) forwards PoP requests to the broker",
             )
         import msal
 

@@ -75,3 +75,15 @@ class Selection:
     def exhausted_error(self) -> BackendError:
         detail = "; ".join(f"{name}: {why}" for name, why in self.reasons.items())
         return BackendError(Kind.UNAVAILABLE, f"no authentication backend is usable ({detail})")
+
+
+def diagnose(platform: str = sys.platform) -> list[tuple[str, str | None]]:
+    """Every backend in this process's order with why it is unusable (None: usable).
+
+    For ``authbroker doctor``: unlike a credential, this probes ``native`` too, which imports
+    (and so starts) pymsalruntime — up to ~5 s when no broker answers its Ping.
+    """
+    from authbroker.backends.native import unavailable_reason as native_reason
+
+    probes = {"native": native_reason}
+    return [(name, probes.get(name, probe_for(name))()) for name in Selection(platform).order()]
