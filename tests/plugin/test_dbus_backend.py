@@ -5,14 +5,19 @@ sync and aio credentials in one parametrized suite. The plugin process's own $BR
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import pickle
+import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 
+import msal
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity._internal import within_dac
 
+from authbroker.ipc import INTERFACE
 from azure.identity import AuthenticationRequiredError, CredentialUnavailableError
 from azure.identity.broker import InteractiveBrowserBrokerCredential
 from azure.identity.broker.aio import InteractiveBrowserBrokerCredential as AioCredential
@@ -210,3 +215,30 @@ def test_aio_credential_across_event_loops(cred_kwargs, broker_daemon) -> None:
     assert {claims_of(t.token)["upn"] for t in tokens} == {USERNAME}
     assert broker_daemon.sign_ins() == 1
     asyncio.run(credential.close())
+
+
+@pytest.mark.parametrize(
+    ("handle", "expected"),
+    [(0x2A00007, 0x2A00007), (None, 1), (msal.PublicClientApplication.CONSOLE_WINDOW_HANDLE, 1)],
+    ids=["x11-window", "default", "console"],
+)
+def test_parent_window_handle_reaches_the_broker(
+    cred_kwargs, broker_daemon, dbus_session, tmp_path, handle, expected
+) -> None:
+    """The request on the bus (method calls only: replies carrying tokens are not recorded)."""
+    rule = f"type='method_call',interface='{INTERFACE}',member='acquireTokenInteractively'"
+    with open(tmp_path / "monitor.txt", "wb") as out:
+        monitor = subprocess.Popen(
+            ["dbus-monitor", "--address", dbus_session.address, rule], stdout=out
+        )
+    try:
+        time.sleep(0.3)  # let the monitor attach
+        credential = InteractiveBrowserBrokerCredential(parent_window_handle=handle, **cred_kwargs)
+        credential.get_token(STORAGE_SCOPE)
+        time.sleep(0.2)
+    finally:
+        monitor.terminate()
+        monitor.wait(5)
+    text = (tmp_path / "monitor.txt").read_text()
+    request = json.loads(text[text.index('string "{') + 8 : text.rindex('}"') + 1])
+    assert request["parentWindowHandle"] == expected
