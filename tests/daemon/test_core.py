@@ -425,6 +425,13 @@ def test_cae_and_plain_tokens_never_mix(authority, tmp_path: Path) -> None:
         assert again.access_token == plain.access_token and xms_cc(again) is None
         cae_again = await silent(core, decoded_claims=CP1)
         assert cae_again.access_token == cae.access_token
+        # refresh tokens rotate (and a replayed one revokes them all): each cache's refresh
+        # passes the new one on, so both kinds keep refreshing, in any order
+        for claims in ("", CP1, CP1, "", ""):
+            forced = await silent(core, decoded_claims=claims, force_refresh=True)
+            assert xms_cc(forced) == (["CP1"] if claims else None)
+        plain = await silent(core)
+        cae = await silent(core, decoded_claims=CP1)
         await core.aclose()
 
         restarted = make_core(authority.authority, store)  # nobody to sign in
@@ -432,6 +439,8 @@ def test_cae_and_plain_tokens_never_mix(authority, tmp_path: Path) -> None:
         after_cae = await silent(restarted, decoded_claims=CP1)
         assert after_plain.access_token == plain.access_token
         assert after_cae.access_token == cae.access_token
+        assert xms_cc(await silent(restarted, decoded_claims=CP1, force_refresh=True)) == ["CP1"]
+        assert xms_cc(await silent(restarted, force_refresh=True)) is None
         await restarted.aclose()
 
     asyncio.run(scenario())
@@ -445,6 +454,10 @@ def test_a_cae_sign_in_then_a_plain_request_gets_a_plain_token(authority) -> Non
         plain = await silent(core)
         assert xms_cc(plain) is None
         assert xms_cc(await silent(core, decoded_claims=CP1)) == ["CP1"]
+        # a new sign-in through the plain cache: the CAE cache refreshes with its refresh token
+        await interactive(core, prompt="login")
+        assert xms_cc(await silent(core, decoded_claims=CP1, force_refresh=True)) == ["CP1"]
+        assert xms_cc(await silent(core, force_refresh=True)) is None
         # signing out forgets the account in both caches
         assert cae.account
         await core.remove_account(cae.account.home_account_id)
@@ -455,6 +468,26 @@ def test_a_cae_sign_in_then_a_plain_request_gets_a_plain_token(authority) -> Non
         await core.aclose()
 
     asyncio.run(scenario())
+
+
+def test_concurrent_plain_and_cae_refreshes_of_one_account(tmp_path: Path, authority) -> None:
+    # 60 s tokens: every call refreshes. Refresh tokens rotate and a replayed one revokes the
+    # sign-in, so one account's refreshes must take turns, whichever cache they are for.
+    with start_authority(tmp_path, "--token-lifetime", "60", ca_from=authority) as short:
+
+        async def scenario() -> None:
+            core = make_core(short.authority, None, person(),
+                             http_client=SlowTokenEndpoint(0.2))
+            await interactive(core)
+            for _ in range(2):
+                results = await asyncio.gather(
+                    silent(core), silent(core, decoded_claims=CP1),
+                    silent(core, scopes=("https://management.azure.com/.default",)),
+                )
+                assert [xms_cc(r) for r in results] == [None, ["CP1"], None]
+            await core.aclose()
+
+        asyncio.run(scenario())
 
 
 def test_a_store_of_the_single_cache_format_is_migrated(authority, tmp_path: Path) -> None:

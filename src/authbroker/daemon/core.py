@@ -456,6 +456,9 @@ class BrokerCore:
         if result.account:
             key = _silent_key(auth, target.authority, result.account.home_account_id)
             self._keep_hot(key, result)
+            # the other capability caches that know the account get the new refresh token
+            await self._run(self.engine.spread_account, claims.capabilities,
+                            result.account.home_account_id, target.environment)
         log.info(
             "interactive %s: signed in %s", ctx.correlation_id,
             result.account.username if result.account else "?",

@@ -8,9 +8,12 @@ capabilities on cached access tokens, so one cache would serve a plain token (no
 to a CAE request and the other way round. Refresh tokens are not capability-bound: when a
 request's cache does not know the account yet, its account, id token and refresh token (never
 an access token) are copied in from another cache, and msal redeems the refresh token with the
-request's capabilities. The core serializes every cache into the store document. Every method
-here blocks (network, msal locks): the core runs them in a thread executor, never on the event
-loop.
+request's capabilities. Refresh tokens rotate (and authorities with reuse detection revoke a
+sign-in when a redeemed one is replayed), so one account's silent calls take turns (a lock per
+account, whatever the cache), and after a refresh or a sign-in the other caches that know the
+account get its new refresh tokens. The core serializes every cache into the store document.
+Every method here blocks (network, msal locks): the core runs them in a thread executor, never
+on the event loop.
 
 Authority resolution (``resolve_authority``): msal hands pymsalruntime the authority without its
 port, so a request whose authority has the configured authority's host and no port, or no
@@ -250,6 +253,9 @@ class TokenEngine:
         self._apps: dict[tuple[str, str, tuple[str, ...]], msal.PublicClientApplication] = {}
         self._http_caches: dict[tuple[str, str, tuple[str, ...]], dict[Any, Any]] = {}
         self._lock = threading.Lock()
+        #: Per account: refresh tokens rotate, so one account's refreshes (in any cache) and
+        #: the copying of its refresh tokens between caches happen one at a time.
+        self._account_locks: dict[str, threading.RLock] = {}
 
     # -- cache state --------------------------------------------------------------------------
 
@@ -350,11 +356,25 @@ class TokenEngine:
 
     # -- silent -------------------------------------------------------------------------------
 
+    def account_lock(self, home_account_id: str) -> threading.RLock:
+        with self._lock:
+            return self._account_locks.setdefault(home_account_id, threading.RLock())
+
     def acquire_silent(self, auth: ipc.AuthParameters, home_account_id: str) -> ipc.TokenResult:
         """A cached access token or a refresh through msal; BrokerError status 2 if neither."""
         target = self.target(auth)
         claims = split_claims(auth.decoded_claims)
         app = self.app(auth.client_id, target, claims.capabilities)
+        with self.account_lock(home_account_id):
+            result = self._silent(app, auth, claims, target, home_account_id)
+            if "access_token" in result and result.get("token_source") != "cache":  # rotated
+                self.spread_account(claims.capabilities, home_account_id, target.environment)
+        return self.token_result(result, auth.requested_scopes, app, target, home_account_id)
+
+    def _silent(
+        self, app: msal.PublicClientApplication, auth: ipc.AuthParameters, claims: Claims,
+        target: Target, home_account_id: str,
+    ) -> dict[str, Any]:
         account = self.msal_account(app, home_account_id)
         if account is None and self._share_account(
             claims.capabilities, home_account_id, target.environment
@@ -388,7 +408,7 @@ class TokenEngine:
                 f"no refresh token for client {auth.client_id} and this account; sign in",
                 tag="engine.silent.no_rt",
             )
-        return self.token_result(result, auth.requested_scopes, app, target, home_account_id)
+        return dict(result)
 
     # -- results ------------------------------------------------------------------------------
 
@@ -453,29 +473,61 @@ class TokenEngine:
             return str(entry.get("secret") or "")
         return ""
 
+    @staticmethod
+    def _copy_account(
+        source: msal.SerializableTokenCache, target: msal.SerializableTokenCache,
+        query: dict[str, str],
+    ) -> int:
+        """Make ``target``'s refresh tokens of an account ``source``'s (a replaced refresh
+        token must never be replayed), and copy its account and id tokens. Never an access
+        token. Returns how many entries were copied."""
+        refresh = msal.TokenCache.CredentialType.REFRESH_TOKEN
+        for entry in list(target.search(refresh, query=query)):
+            target.remove_rt(entry)
+        copied = 0
+        for kind in _SHARED_KINDS:
+            for entry in list(source.search(kind, query=query)):
+                target.modify(kind, entry, entry)
+                copied += 1
+        metadata = msal.TokenCache.CredentialType.APP_METADATA
+        for meta in list(source.search(metadata, query={"environment": query["environment"]})):
+            target.modify(metadata, meta, meta)
+        return copied
+
+    def _other_caches(self, capabilities: tuple[str, ...]) -> list[msal.SerializableTokenCache]:
+        with self._lock:
+            return [c for n, c in self.caches.items() if n != cache_name(capabilities)]
+
     def _share_account(
         self, capabilities: tuple[str, ...], home_account_id: str, environment: str
     ) -> bool:
-        """Copy an account, its id tokens and refresh tokens (no access token) from the other
-        caches into the one for ``capabilities``; whether anything was copied."""
-        target = self.cache_for(capabilities)
-        with self._lock:
-            sources = [c for n, c in self.caches.items() if n != cache_name(capabilities)]
+        """Bring an account the cache for ``capabilities`` does not know in from another cache
+        (its refresh tokens, account and id tokens); whether there was one to bring."""
         query = {"home_account_id": home_account_id, "environment": environment}
-        copied = 0
-        for source in sources:
-            for kind in _SHARED_KINDS:
-                for entry in list(source.search(kind, query=query)):
-                    target.modify(kind, entry, entry)
-                    copied += 1
-            if copied:
-                for meta in list(source.search(msal.TokenCache.CredentialType.APP_METADATA)):
-                    target.modify(msal.TokenCache.CredentialType.APP_METADATA, meta, meta)
-                break
-        if copied:
-            log.info("account %s: refresh token shared with the %s cache", home_account_id,
-                     cache_name(capabilities))
-        return bool(copied)
+        refresh = msal.TokenCache.CredentialType.REFRESH_TOKEN
+        with self.account_lock(home_account_id):
+            for source in self._other_caches(capabilities):
+                if any(True for _ in source.search(refresh, query=query)):
+                    self._copy_account(source, self.cache_for(capabilities), query)
+                    log.info("account %s: refresh token shared with the %s cache",
+                             home_account_id, cache_name(capabilities))
+                    return True
+        return False
+
+    def spread_account(
+        self, capabilities: tuple[str, ...], home_account_id: str, environment: str
+    ) -> None:
+        """After a refresh or a sign-in in the cache for ``capabilities``: the other caches
+        that know the account get its current refresh tokens (they rotate)."""
+        query = {"home_account_id": home_account_id, "environment": environment}
+        refresh = msal.TokenCache.CredentialType.REFRESH_TOKEN
+        source = self.cache_for(capabilities)
+        with self.account_lock(home_account_id):
+            if not any(True for _ in source.search(refresh, query=query)):
+                return
+            for other in self._other_caches(capabilities):
+                if any(True for _ in other.search(refresh, query=query)):
+                    self._copy_account(source, other, query)
 
     # -- accounts -----------------------------------------------------------------------------
 
