@@ -210,6 +210,18 @@ def test_silent_after_the_access_token_expired(short_lived_broker: Setup) -> Non
     assert later["at"] != first["at"]  # refreshed by the daemon, not a stale copy
 
 
+def test_cae_app_gets_a_cp1_token_after_a_plain_one_and_back(broker: Setup) -> None:
+    # msal with client_capabilities=["CP1"] (what azure-identity's enable_cae does) hands the
+    # broker the capabilities as claims; the daemon keeps CAE tokens apart from plain ones.
+    select, cae, plain = broker.client("select", "cae", "default")
+    assert select["error"] is None and select["xms_cc"] is None, select
+    assert cae["error"] is None, cae
+    assert cae["token_source"] == "broker" and cae["username"] == USER
+    assert cae["xms_cc"] == ["CP1"]
+    assert plain["error"] is None and plain["xms_cc"] is None, plain
+    assert plain["at"] == select["at"]  # the plain token, still cached, untouched by CAE
+
+
 def test_azure_identity_broker_credential(broker: Setup, microsoft_python: Path) -> None:
     [result] = broker.client("credential", python=microsoft_python)
     assert result["at"]
@@ -305,3 +317,11 @@ def test_two_accounts_default_account_is_the_latest_sign_in(broker: Setup) -> No
     assert default["token_source"] == "broker"
     assert default["username"] == "second@contoso.example"
     assert default["at"] == second["at"]
+    # the person chooses the first account as the default (authbroker's own interface):
+    # Microsoft's stack, asking for "account: null" again, now gets that one, still without UI
+    with broker.dbus_client() as client:
+        client.set_default_account(username=USER)
+    [chosen] = broker.client("default")
+    assert chosen["error"] is None, chosen
+    assert chosen["token_source"] == "broker"
+    assert chosen["username"] == USER
