@@ -16,9 +16,10 @@ version 2.
 The default account (the one ``account: null`` sign-ins get) is the one chosen with
 ``SetDefaultAccount`` (:meth:`BrokerCore.set_default_account`), else the latest interactive
 sign-in, else the only account. A chosen default stays the default when other accounts sign in;
-removing it makes the most recent sign-in the default again. Concurrent identical silent
-requests share one msal call (key: client id, authority, account, scopes, capabilities, claims
-challenge). Every blocking call (store, msal, network) runs
+removing it makes the most recent sign-in the default again.
+
+Concurrent identical silent requests share one msal call (key: client id, authority, account,
+scopes, client capabilities, claims challenge). Every blocking call (store, msal, network) runs
 in the core's thread executor; the event loop never waits on the network.
 """
 
