@@ -5,4 +5,5 @@ pytest_plugins = [
     "fixtures.azurite",
     "fixtures.browser",
     "fixtures.bus",
+    "fixtures.daemon",
 ]

@@ -19,13 +19,17 @@ from jeepney.io.blocking import Proxy, open_dbus_connection
 
 from authbroker import ipc
 from authbroker.client import BrokerClient
+from fixtures.daemon import DaemonProcess, daemon_argv
 
 CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
-DAEMON = [sys.executable, "-m", "authbroker", "daemon"]
 
 
-def daemon_argv(tmp_path: Path, *extra: str) -> list[str]:
-    return [*DAEMON, "--store", str(tmp_path / "store.enc"), *extra]
+def store_argv(tmp_path: Path, *extra: str) -> list[str]:
+    return daemon_argv(*extra, store=tmp_path / "store.enc")
+
+
+def own_daemon(bus, tmp_path: Path, *extra: str) -> DaemonProcess:
+    return DaemonProcess(bus, bus.env, tmp_path, *extra, store=tmp_path / "store.enc")
 
 
 def owner_pid(bus) -> int:
@@ -60,18 +64,8 @@ def timed_first_ping(bus) -> float:
     return elapsed
 
 
-@pytest.fixture
-def started_daemons():
-    procs: list[subprocess.Popen[bytes]] = []
-    yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-
-
 def test_dbus_activation_answers_the_first_ping_fast(dbus_session, tmp_path):
-    dbus_session.write_service_file(ipc.BUS_NAME, daemon_argv(tmp_path))
+    dbus_session.write_service_file(ipc.BUS_NAME, store_argv(tmp_path))
     assert not dbus_session.name_has_owner(ipc.BUS_NAME)
     elapsed = timed_first_ping(dbus_session)
     pid = owner_pid(dbus_session)
@@ -88,7 +82,7 @@ def test_dbus_activation_answers_the_first_ping_fast(dbus_session, tmp_path):
 
 def test_a_broker1_call_activates_the_daemon(dbus_session, tmp_path):
     """pymsalruntime's first call may be a Broker1 method rather than a Ping."""
-    dbus_session.write_service_file(ipc.BUS_NAME, daemon_argv(tmp_path))
+    dbus_session.write_service_file(ipc.BUS_NAME, store_argv(tmp_path))
     with BrokerClient(timeout=30) as client:
         assert client.get_accounts(CLIENT_ID) == []
     pid = owner_pid(dbus_session)
@@ -97,7 +91,7 @@ def test_a_broker1_call_activates_the_daemon(dbus_session, tmp_path):
 
 
 def test_idle_exit_then_reactivation(dbus_session, tmp_path):
-    dbus_session.write_service_file(ipc.BUS_NAME, daemon_argv(tmp_path, "--idle-exit", "0.5"))
+    dbus_session.write_service_file(ipc.BUS_NAME, store_argv(tmp_path, "--idle-exit", "0.5"))
     timed_first_ping(dbus_session)
     first = owner_pid(dbus_session)
     wait_gone(dbus_session, first, timeout=10)
@@ -110,10 +104,9 @@ def test_idle_exit_then_reactivation(dbus_session, tmp_path):
 
 def test_daemon_never_writes_stdout_and_stops_cleanly_on_sigterm(
         dbus_session, tmp_path, started_daemons):
-    proc = subprocess.Popen(daemon_argv(tmp_path, "-v"), env=dbus_session.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = own_daemon(dbus_session, tmp_path, "-v")
     started_daemons.append(proc)
-    dbus_session.wait_for_name(ipc.BUS_NAME)
+    proc.start()
     with BrokerClient(timeout=30) as client:
         client.ping()
         assert client.get_accounts(CLIENT_ID) == []
@@ -128,30 +121,28 @@ def test_daemon_never_writes_stdout_and_stops_cleanly_on_sigterm(
                               "acquireTokenSilently", "sss", ("0.0", "c", "{oops"))
         reply = json.loads(conn.send_and_get_reply(bad, timeout=10).body[0])
         assert reply["brokerTokenResponse"]["error"]["status"] == ipc.Status.API_CONTRACT_VIOLATION
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=10)
-    assert proc.returncode == 0, err.decode()
-    assert out == b""
-    assert b"stopped serving" in err
+    proc.stop(signal.SIGTERM)
+    out, err = proc.stdout_text(), proc.log_text()
+    assert proc.returncode == 0, err
+    assert out == ""
+    assert "stopped serving" in err
     assert not dbus_session.name_has_owner(ipc.BUS_NAME)
 
 
 def test_sigint_also_stops_cleanly(dbus_session, tmp_path, started_daemons):
-    proc = subprocess.Popen(daemon_argv(tmp_path), env=dbus_session.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = own_daemon(dbus_session, tmp_path)
     started_daemons.append(proc)
-    dbus_session.wait_for_name(ipc.BUS_NAME)
-    proc.send_signal(signal.SIGINT)
-    out, _err = proc.communicate(timeout=10)
-    assert proc.returncode == 0 and out == b""
+    proc.start()
+    proc.stop(signal.SIGINT)
+    out = proc.stdout_text()
+    assert proc.returncode == 0 and out == ""
 
 
 def test_a_second_daemon_exits_with_a_clear_error(dbus_session, tmp_path, started_daemons):
-    first = subprocess.Popen(daemon_argv(tmp_path), env=dbus_session.env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = own_daemon(dbus_session, tmp_path)
     started_daemons.append(first)
-    dbus_session.wait_for_name(ipc.BUS_NAME)
-    second = subprocess.run(daemon_argv(tmp_path / "other"), env=dbus_session.env,
+    first.start()
+    second = subprocess.run(store_argv(tmp_path / "other"), env=dbus_session.env,
                             capture_output=True, timeout=30)
     assert second.returncode == 3
     assert second.stdout == b""
@@ -174,7 +165,7 @@ def test_pymsalruntime_import_activates_the_daemon(dbus_session, secret_service,
         "BROWSER": f"{sys.executable} -m authbroker.useragent %s",
         "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CONFIG_HOME": str(tmp_path / "config"),
     })
-    dbus_session.write_service_file(ipc.BUS_NAME, daemon_argv(tmp_path))
+    dbus_session.write_service_file(ipc.BUS_NAME, store_argv(tmp_path))
     assert not dbus_session.name_has_owner(ipc.BUS_NAME)
     client_env = dict(dbus_session.env, BROWSER="/bin/false %s",  # no silent browser fallback
                       REQUESTS_CA_BUNDLE=authority.ca_bundle, CURL_CA_BUNDLE=authority.ca_bundle)

@@ -21,6 +21,7 @@ import pytest
 from authbroker import ipc
 from authbroker.daemon import install
 from authbroker.useragent import device_login
+from fixtures.daemon import DaemonProcess, daemon_env
 
 SCOPE = "https://storage.azure.com/.default"
 USER = "user@contoso.example"
@@ -32,32 +33,21 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def env(dbus_session, authority, tmp_path) -> dict[str, str]:
-    return dict(
-        dbus_session.env,
-        AUTHBROKER_AUTHORITY=authority.authority,
-        REQUESTS_CA_BUNDLE=authority.ca_bundle,
-        CURL_CA_BUNDLE=authority.ca_bundle,
-        XDG_STATE_HOME=str(tmp_path / "state"),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        BROWSER=f"{sys.executable} -m authbroker.useragent %s",
-        AUTHBROKER_UA_USERNAME=USER,
-        AUTHBROKER_UA_PASSWORD=PASSWORD,
-        AUTHBROKER_UI="browser",
-    )
+    return daemon_env(authority, dbus_session, tmp_path, AUTHBROKER_UA_USERNAME=USER,
+                      AUTHBROKER_UA_PASSWORD=PASSWORD, AUTHBROKER_UI="browser")
 
 
 @contextmanager
-def daemon(dbus_session, env: dict[str, str], **overrides: str) -> Iterator[subprocess.Popen]:
-    proc = subprocess.Popen([*CLI, "daemon"], env=dict(env, **overrides),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def daemon(dbus_session, env: dict[str, str], tmp_path: Path,
+           **overrides: str) -> Iterator[DaemonProcess]:
+    proc = DaemonProcess(dbus_session, dict(env, **overrides), tmp_path)
     try:
-        dbus_session.wait_for_name(ipc.BUS_NAME)
+        proc.start()
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
-        assert out == b"", "the daemon wrote to stdout"
-        assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+        proc.stop()
+        assert proc.stdout_text() == "", "the daemon wrote to stdout"
+        assert proc.returncode == 0, proc.log_text()[-2000:]
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -65,8 +55,8 @@ def cli(env: dict[str, str], *args: str, timeout: float = 60) -> subprocess.Comp
                           timeout=timeout)
 
 
-def test_sign_in_token_accounts_logout_through_the_daemon(dbus_session, authority, env):
-    with daemon(dbus_session, env):
+def test_sign_in_token_accounts_logout_through_the_daemon(dbus_session, authority, env, tmp_path):
+    with daemon(dbus_session, env, tmp_path):
         none = cli(env, "accounts")
         assert none.returncode == 0 and none.stdout == ""
         assert "no accounts" in none.stderr
@@ -102,11 +92,11 @@ def test_sign_in_token_accounts_logout_through_the_daemon(dbus_session, authorit
         assert again.returncode == 1 and again.stdout == ""
 
 
-def test_device_code_login_several_accounts_and_restart(dbus_session, authority, env):
-    with daemon(dbus_session, env):
+def test_device_code_login_several_accounts_and_restart(dbus_session, authority, env, tmp_path):
+    with daemon(dbus_session, env, tmp_path):
         assert cli(env, "login", "--scope", SCOPE).returncode == 0
     # a new daemon, with the same store, asked to use device codes
-    with daemon(dbus_session, env, AUTHBROKER_UI="device-code"):
+    with daemon(dbus_session, env, tmp_path, AUTHBROKER_UI="device-code"):
         assert USER in cli(env, "accounts").stdout  # the store survived the restart
         proc = subprocess.Popen([*CLI, "login", "--scope", SCOPE], env=env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -222,12 +212,10 @@ def test_systemd_quoting_of_odd_paths():
 
 
 def test_ctrl_c_during_login_cancels_the_brokers_sign_in(dbus_session, authority, env, tmp_path):
-    log_path = tmp_path / "daemon.log"
-    with open(log_path, "wb") as log:
-        broker = subprocess.Popen([*CLI, "daemon"], env=dict(env, AUTHBROKER_UI="device-code"),
-                                  stdout=subprocess.DEVNULL, stderr=log)
+    broker = DaemonProcess(dbus_session, dict(env, AUTHBROKER_UI="device-code"), tmp_path)
+    log_path = broker.log
     try:
-        dbus_session.wait_for_name(ipc.BUS_NAME)
+        broker.start()
         login = subprocess.Popen([*CLI, "login", "--scope", SCOPE], env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert login.stderr is not None
@@ -241,5 +229,4 @@ def test_ctrl_c_during_login_cancels_the_brokers_sign_in(dbus_session, authority
             assert time.monotonic() < deadline, log_path.read_text()[-2000:]
             time.sleep(0.05)
     finally:
-        broker.send_signal(signal.SIGTERM)
-        broker.wait(15)
+        broker.stop()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -17,6 +14,7 @@ from authbroker import ipc
 from authbroker.client import AsyncBrokerClient, BrokerClient
 from authbroker.daemon.api import DeviceCodePrompt
 from authbroker.errors import BrokerUnavailableError
+from fixtures.daemon import DaemonProcess
 
 CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 
@@ -205,17 +203,8 @@ def real_broker(dbus_session, authority, tmp_path):
                REQUESTS_CA_BUNDLE=authority.ca_bundle, CURL_CA_BUNDLE=authority.ca_bundle,
                AUTHBROKER_UI="device-code", XDG_STATE_HOME=str(tmp_path / "state"),
                XDG_CONFIG_HOME=str(tmp_path / "config"))
-    log = open(tmp_path / "daemon.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "authbroker", "daemon", "--store",
-                             str(tmp_path / "store.enc")], env=env, stdout=subprocess.DEVNULL,
-                            stderr=log)
-    try:
-        dbus_session.wait_for_name(ipc.BUS_NAME)
-        yield proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(15)
-        log.close()
+    with DaemonProcess(dbus_session, env, tmp_path, store=tmp_path / "store.enc") as daemon:
+        yield daemon
 
 
 def test_another_client_cancels_a_sign_in_by_its_correlation_id(real_broker):

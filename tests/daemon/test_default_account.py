@@ -43,19 +43,19 @@ def set_default_raw(conn, request: dict) -> dict:
 
 
 @pytest.fixture
-def two_accounts(dbus_session, env):  # noqa: F811
+def two_accounts(dbus_session, env, tmp_path):  # noqa: F811
     """USER, then SECOND signed in (SECOND, the latest sign-in, is the default)."""
-    with daemon(dbus_session, env):
+    with daemon(dbus_session, env, tmp_path):
         assert cli(env, "login", "--scope", SCOPE).returncode == 0
-    with daemon(dbus_session, env, AUTHBROKER_UA_USERNAME=SECOND):
+    with daemon(dbus_session, env, tmp_path, AUTHBROKER_UA_USERNAME=SECOND):
         assert cli(env, "login", "--scope", SCOPE).returncode == 0
     return env
 
 
 def test_chosen_default_serves_account_null_sign_ins_and_survives_a_restart(
-        dbus_session, two_accounts):
+        dbus_session, two_accounts, tmp_path):
     run_env = two_accounts
-    with daemon(dbus_session, run_env, **NO_BROWSER), BrokerClient(timeout=30) as client:
+    with daemon(dbus_session, run_env, tmp_path, **NO_BROWSER), BrokerClient(timeout=30) as client:
         assert user_of(default_sign_in(client)) == SECOND
         first = client.get_default_account()
         assert first is not None and first.username == SECOND
@@ -80,7 +80,7 @@ def test_chosen_default_serves_account_null_sign_ins_and_survives_a_restart(
             assert reply["error"]["status"] == int(ipc.Status.ACCOUNT_NOT_FOUND)
             assert isinstance(reply["error"]["tag"], int) and reply["error"]["context"]
 
-    with daemon(dbus_session, run_env, **NO_BROWSER), BrokerClient(timeout=30) as client:
+    with daemon(dbus_session, run_env, tmp_path, **NO_BROWSER), BrokerClient(timeout=30) as client:
         assert user_of(default_sign_in(client)) == USER  # the choice was persisted
         listed = cli(run_env, "accounts")
         assert listed.returncode == 0
@@ -88,9 +88,9 @@ def test_chosen_default_serves_account_null_sign_ins_and_survives_a_restart(
         assert listed.stdout.splitlines()[1].startswith(f"  {SECOND}")
 
 
-def test_cli_set_default_and_the_async_client(dbus_session, two_accounts):
+def test_cli_set_default_and_the_async_client(dbus_session, two_accounts, tmp_path):
     run_env = two_accounts
-    with daemon(dbus_session, run_env, **NO_BROWSER):
+    with daemon(dbus_session, run_env, tmp_path, **NO_BROWSER):
         done = cli(run_env, "accounts", "--set-default", USER)
         assert done.returncode == 0, done.stderr
         assert f"the default account is now {USER}" in done.stderr

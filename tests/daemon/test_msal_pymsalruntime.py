@@ -17,7 +17,6 @@ import hashlib
 import importlib.util
 import json
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from authbroker.client import BrokerClient
 from authbroker.daemon.store import Store
 from authbroker.useragent import device_login
 from fixtures.authority import AuthorityProcess, start_authority
+from fixtures.daemon import DaemonProcess, daemon_env
 
 if importlib.util.find_spec("pymsalruntime") is None:  # importing it would ping the bus
     pytest.skip("pymsalruntime is not installed", allow_module_level=True)
@@ -71,44 +71,9 @@ def microsoft_python() -> Path:
     return python
 
 
-class Daemon:
-    """``python -m authbroker daemon`` on the private bus; stderr collected in ``log``."""
-
-    def __init__(self, bus: Any, env: dict[str, str], store: Path, log: Path) -> None:
-        self.bus, self.env, self.store, self.log = bus, env, store, log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "authbroker", "daemon", "--store", str(self.store), "-v"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=self.env,
-            )
-        deadline = time.monotonic() + 15
-        while not self.bus.name_has_owner(ipc.BUS_NAME):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the daemon did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        deadline = time.monotonic() + 5
-        while self.bus.name_has_owner(ipc.BUS_NAME) and time.monotonic() < deadline:
-            time.sleep(0.02)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-
 class Setup:
-    def __init__(self, authority: AuthorityProcess, daemon: Daemon, env: dict[str, str]) -> None:
+    def __init__(self, authority: AuthorityProcess, daemon: DaemonProcess,
+                 env: dict[str, str]) -> None:
         self.authority = authority
         self.daemon = daemon
         self.env = env
@@ -140,24 +105,9 @@ class Setup:
 
 def _setup(authority: AuthorityProcess, bus: Any, tmp_path: Path,
            **extra: str) -> Iterator[Setup]:
-    env = dict(
-        bus.env,
-        AUTHBROKER_AUTHORITY=authority.authority,
-        REQUESTS_CA_BUNDLE=authority.ca_bundle,
-        CURL_CA_BUNDLE=authority.ca_bundle,
-        BROWSER=f"{sys.executable} -m authbroker.useragent %s",
-        AUTHBROKER_UA_LOG=str(tmp_path / "useragent.log"),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        XDG_STATE_HOME=str(tmp_path / "state"),
-    )
-    env.pop("AUTHBROKER_UI", None)
-    env.update(extra)
-    daemon = Daemon(bus, env, tmp_path / "store.enc", tmp_path / "daemon.log")
-    daemon.start()
-    try:
+    env = daemon_env(authority, bus, tmp_path, **{"AUTHBROKER_UI": None, **extra})
+    with DaemonProcess(bus, env, tmp_path, "-v", store=tmp_path / "store.enc") as daemon:
         yield Setup(authority, daemon, env)
-    finally:
-        daemon.stop()
 
 
 @pytest.fixture

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
-import subprocess
-import sys
-import time
 import webbrowser
 from pathlib import Path
 
 import jwt
 import pytest
 
-from authbroker.ipc import BUS_NAME
 from azure.identity.broker import InteractiveBrowserBrokerCredential
 from azure.identity.broker.aio import InteractiveBrowserBrokerCredential as AioCredential
+from fixtures.daemon import DaemonProcess, daemon_env
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 USERNAME = "user@contoso.example"
@@ -98,80 +94,35 @@ def sign_ins(browser) -> int:
     return browser.log_text().count("signing in as")
 
 
-class RunningDaemon:
-    """``python -m authbroker daemon`` on a private bus, signing in with the scripted agent."""
-
-    def __init__(self, bus, env: dict[str, str], tmp_path: Path) -> None:
-        self.bus, self.env = bus, env
-        self.ua_log = tmp_path / "useragent.log"
-        self.log = tmp_path / "daemon.log"
-        self.store = tmp_path / "store.enc"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as err:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "authbroker", "daemon", "--store", str(self.store)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=self.env,
-            )
-        deadline = time.monotonic() + 20
-        while not self.bus.name_has_owner(BUS_NAME):
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the daemon did not start:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        deadline = time.monotonic() + 5
-        while self.bus.name_has_owner(BUS_NAME) and time.monotonic() < deadline:
-            time.sleep(0.02)
+class RunningDaemon(DaemonProcess):
+    """Our daemon, signing in with the scripted user agent, whose sign-ins are counted."""
 
     def sign_ins(self) -> int:
-        text = self.ua_log.read_text() if self.ua_log.exists() else ""
+        ua_log = Path(self.env["AUTHBROKER_UA_LOG"])
+        text = ua_log.read_text() if ua_log.exists() else ""
         return text.count("signing in as")
 
 
-def _daemon_env(authority, bus, tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, **bus.env}
-    env.update(
-        AUTHBROKER_AUTHORITY=authority.authority,
-        AUTHBROKER_UI="browser",
-        REQUESTS_CA_BUNDLE=authority.ca_bundle,
-        CURL_CA_BUNDLE=authority.ca_bundle,
-        BROWSER=f"{sys.executable} -m authbroker.useragent %s",
-        AUTHBROKER_UA_LOG=str(tmp_path / "useragent.log"),
-        XDG_CONFIG_HOME=str(tmp_path / "config"),
-        XDG_STATE_HOME=str(tmp_path / "state"),
-    )
-    env.update(extra)
-    env.pop("AUTHBROKER_BACKEND", None)
-    return env
-
-
 @pytest.fixture
-def start_daemon(authority, dbus_session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def start_daemon(authority, dbus_session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                 started_daemons: list[DaemonProcess]):
     """Start our daemon on a private session bus (extra keywords go to its environment)."""
     monkeypatch.delenv("AUTHBROKER_BACKEND", raising=False)
     monkeypatch.setenv("BROWSER", "/bin/false %s")  # the plugin itself must never open one
     monkeypatch.setattr(webbrowser, "_tryorder", None)
     monkeypatch.setattr(webbrowser, "_browsers", {})
-    started: list[RunningDaemon] = []
 
-    def start(**env: str) -> RunningDaemon:
-        daemon_env = _daemon_env(authority, dbus_session, tmp_path, **env)
-        started.append(RunningDaemon(dbus_session, daemon_env, tmp_path))
-        started[-1].start()
-        return started[-1]
+    def start(**extra: str) -> RunningDaemon:
+        env = daemon_env(authority, dbus_session, tmp_path,
+                         **{"AUTHBROKER_UI": "browser", **extra})
+        env = {**os.environ, **env}  # the test's own variables reach the daemon too
+        env.pop("AUTHBROKER_BACKEND", None)
+        daemon = RunningDaemon(dbus_session, env, tmp_path, store=tmp_path / "store.enc")
+        started_daemons.append(daemon)
+        daemon.start()
+        return daemon
 
-    yield start
-    for daemon in started:
-        daemon.stop()
+    return start
 
 
 @pytest.fixture
