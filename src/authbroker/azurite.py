@@ -75,7 +75,7 @@ def run_azurite(cert: Path, key: Path, *, timeout: float = 30.0) -> Iterator[Azu
             port = _wait_listening(proc, out, timeout)
             yield Azurite(port, proc)
         finally:
-            _stop(proc)
+            stop_process(proc)
 
 
 def _wait_listening(proc: subprocess.Popen[bytes], out: IO[bytes], timeout: float) -> int:
@@ -92,7 +92,8 @@ def _wait_listening(proc: subprocess.Popen[bytes], out: IO[bytes], timeout: floa
     raise AzuriteError(f"Azurite did not start within {timeout:.0f} s")
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a child process (Azurite, the demo's authority); kill it if it lingers 5 s."""
     if proc.poll() is None:
         proc.terminate()
         try:

@@ -84,7 +84,7 @@ def start_authority(data_dir: Path, stack: ExitStack, timeout: float = 30.0) -> 
              "--port", "0"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_file,
         )  # fmt: skip
-    stack.callback(_stop, proc)
+    stack.callback(azurite.stop_process, proc)
     assert proc.stdout is not None
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
@@ -100,16 +100,6 @@ def start_authority(data_dir: Path, stack: ExitStack, timeout: float = 30.0) -> 
     return Authority(
         info["authority"], info["tenant_id"], info["ca_bundle"], info["ca_cert"], data_dir
     )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def trust_local_ca(authority: Authority) -> None:
