@@ -23,7 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from jeepney import DBusAddress, HeaderFields, MatchRule, Message, MessageType, new_method_call
 from jeepney.bus_messages import message_bus
@@ -40,6 +40,7 @@ __all__ = ["AsyncBrokerClient", "Broker1Calls", "BrokerClient", "DeviceCodePromp
 
 log = logging.getLogger(__name__)
 
+R = TypeVar("R", bound=ipc.Result)
 DeviceCodeCallback = Callable[[DeviceCodePrompt], Awaitable[None] | None]
 
 _START_HINT = "start it with 'authbroker daemon', or run 'authbroker install-service' once"
@@ -102,6 +103,13 @@ class Broker1Calls:
                                    is_sign_in=auth.account is None or auth.is_sign_in)
         return ipc.TokenRequest(auth=auth, parent_window_handle=parent_window_handle)
 
+    def interactive(self, auth: ipc.AuthParameters, parent_window_handle: int,
+                    correlation_id: str | None) -> tuple[Message, MatchRule, MatchRule]:
+        """An interactive sign-in: (message, bus rule, local rule) as in :meth:`prompt_rules`."""
+        request = self.interactive_request(auth, parent_window_handle)
+        cid, msg = self.call(ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, correlation_id)
+        return (msg, *self.prompt_rules(cid))
+
     def ping(self) -> Message:
         return new_method_call(self.peer, "Ping")
 
@@ -139,15 +147,19 @@ class Broker1Calls:
             raise BrokerProtocolError(f"the broker failed {what} with D-Bus error {name}: {text}")
         return tuple(reply.body)
 
-    def result(self, method: ipc.AnyMethod, reply: Message) -> ipc.Result:
+    def result(self, method: ipc.AnyMethod, reply: Message, expected: type[R]) -> R:
+        """The reply's result, which must be an ``expected``."""
         body = self.check(reply, method.value)
         if len(body) != 1 or not isinstance(body[0], str):
             raise BrokerProtocolError(f"the broker's {method.value} reply is not one string")
         try:
-            return ipc.parse_response(method, body[0])
+            result = ipc.parse_response(method, body[0])
         except ipc.WireError as exc:
             raise BrokerProtocolError(f"the broker's {method.value} reply is malformed: {exc}") \
                 from None
+        if not isinstance(result, expected):
+            raise BrokerProtocolError(f"unexpected reply type {type(result).__name__}")
+        return result
 
     @staticmethod
     def timed_out(what: str, timeout: float) -> BrokerUnavailableError:
@@ -167,21 +179,20 @@ class Broker1Calls:
         return BrokerUnavailableError(f"lost the D-Bus connection ({type(exc).__name__})")
 
 
-def _typed(result: ipc.Result, cls: type) -> Any:
-    if not isinstance(result, cls):
-        raise BrokerProtocolError(f"unexpected reply type {type(result).__name__}")
-    return result
-
-
-class BrokerClient:
-    """Blocking client. Use as a context manager, or call :meth:`close`."""
+class _ClientSettings:
+    """What both clients are made with: the bus, the call timeout, the broker's name."""
 
     def __init__(self, *, bus: str = "SESSION", timeout: float = ipc.CLIENT_CALL_TIMEOUT_S,
                  bus_name: str = ipc.BUS_NAME) -> None:
         self.bus = bus
         self.timeout = timeout
         self.calls = Broker1Calls(bus_name)
-        self._conn: jblocking.DBusConnection | None = None
+
+
+class BrokerClient(_ClientSettings):
+    """Blocking client. Use as a context manager, or call :meth:`close`."""
+
+    _conn: jblocking.DBusConnection | None = None
 
     def __enter__(self) -> BrokerClient:
         return self
@@ -229,10 +240,10 @@ class BrokerClient:
         msg = getattr(message_bus, method)(*args)
         return self.calls.check(self._roundtrip(msg, method, min(self.timeout, 25.0)), method)
 
-    def _call(self, method: ipc.AnyMethod, request: ipc.Request,
-              correlation_id: str | None = None) -> ipc.Result:
+    def _call(self, method: ipc.AnyMethod, request: ipc.Request, expected: type[R],
+              correlation_id: str | None = None) -> R:
         _cid, msg = self.calls.call(method, request, correlation_id)
-        return self.calls.result(method, self._roundtrip(msg, method.value))
+        return self.calls.result(method, self._roundtrip(msg, method.value), expected)
 
     # -- API
     def ping(self) -> float:
@@ -252,12 +263,13 @@ class BrokerClient:
     def get_accounts(self, client_id: str) -> list[ipc.Account]:
         """Every account signed in to the broker, whatever ``client_id`` (brokers share
         accounts between apps), the default one first."""
-        result = self._call(ipc.Method.GET_ACCOUNTS, ipc.GetAccountsRequest(client_id))
-        return list(_typed(result, ipc.AccountsResult).accounts)
+        result = self._call(ipc.Method.GET_ACCOUNTS, ipc.GetAccountsRequest(client_id),
+                            ipc.AccountsResult)
+        return list(result.accounts)
 
     def acquire_token_silently(self, auth: ipc.AuthParameters) -> ipc.TokenResult:
-        result = self._call(ipc.Method.ACQUIRE_TOKEN_SILENTLY, self.calls.silent_request(auth))
-        return _typed(result, ipc.TokenResult)
+        return self._call(ipc.Method.ACQUIRE_TOKEN_SILENTLY, self.calls.silent_request(auth),
+                          ipc.TokenResult)
 
     def acquire_token_interactively(
         self, auth: ipc.AuthParameters, parent_window_handle: int = 1,
@@ -266,9 +278,8 @@ class BrokerClient:
     ) -> ipc.TokenResult:
         """Sign in; ``correlation_id`` lets another client cancel this very call."""
         method = ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY
-        request = self.calls.interactive_request(auth, parent_window_handle)
-        cid, msg = self.calls.call(method, request, correlation_id)
-        bus_rule, local_rule = self.calls.prompt_rules(cid)
+        msg, bus_rule, local_rule = self.calls.interactive(auth, parent_window_handle,
+                                                           correlation_id)
 
         def on_signal(signal: Message) -> None:
             prompt = self.calls.prompt(signal)
@@ -285,21 +296,21 @@ class BrokerClient:
             if self._conn is not None:
                 with contextlib.suppress(Exception):
                     self._bus("RemoveMatch", bus_rule)
-        return _typed(self.calls.result(method, reply), ipc.TokenResult)
+        return self.calls.result(method, reply, ipc.TokenResult)
 
     def remove_account(self, account: ipc.Account, client_id: str = "") -> None:
-        _typed(self._call(ipc.Method.REMOVE_ACCOUNT, ipc.RemoveAccountRequest(account, client_id)),
-               ipc.OkResult)
+        self._call(ipc.Method.REMOVE_ACCOUNT, ipc.RemoveAccountRequest(account, client_id),
+                   ipc.OkResult)
 
     def cancel_interactive_flow(self, correlation_id: str | None = None) -> None:
         """Cancel this connection's sign-ins, or the one started with ``correlation_id``."""
-        _typed(self._call(ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest(),
-                          correlation_id), ipc.OkResult)
+        self._call(ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest(), ipc.OkResult,
+                   correlation_id)
 
     def get_linux_broker_version(self, client_id: str = "") -> str:
         result = self._call(ipc.Method.GET_LINUX_BROKER_VERSION,
-                            ipc.OpaqueRequest({"clientId": client_id}))
-        return _typed(result, ipc.VersionResult).version
+                            ipc.OpaqueRequest({"clientId": client_id}), ipc.VersionResult)
+        return result.version
 
     def set_default_account(self, *, home_account_id: str = "", username: str = "") -> None:
         """Make a signed-in account the one ``account: null`` sign-ins get (authbroker only).
@@ -307,24 +318,20 @@ class BrokerClient:
         ``ipc.BrokerError`` (status ACCOUNT_NOT_FOUND) when no such account is signed in.
         """
         request = self.calls.default_request(home_account_id, username)
-        _typed(self._call(ipc.UiMethod.SET_DEFAULT_ACCOUNT, request), ipc.OkResult)
+        self._call(ipc.UiMethod.SET_DEFAULT_ACCOUNT, request, ipc.OkResult)
 
     def get_default_account(self) -> ipc.Account | None:
         """The account ``account: null`` sign-ins get, if any (authbroker only)."""
-        result = self._call(ipc.UiMethod.GET_DEFAULT_ACCOUNT, ipc.OpaqueRequest())
-        return _typed(result, ipc.DefaultAccountResult).account
+        result = self._call(ipc.UiMethod.GET_DEFAULT_ACCOUNT, ipc.OpaqueRequest(),
+                            ipc.DefaultAccountResult)
+        return result.account
 
 
-class AsyncBrokerClient:
+class AsyncBrokerClient(_ClientSettings):
     """The asyncio twin of :class:`BrokerClient` (``async with``, or ``await aclose()``)."""
 
-    def __init__(self, *, bus: str = "SESSION", timeout: float = ipc.CLIENT_CALL_TIMEOUT_S,
-                 bus_name: str = ipc.BUS_NAME) -> None:
-        self.bus = bus
-        self.timeout = timeout
-        self.calls = Broker1Calls(bus_name)
-        self._conn: jasyncio.DBusConnection | None = None
-        self._router: jasyncio.DBusRouter | None = None
+    _conn: jasyncio.DBusConnection | None = None
+    _router: jasyncio.DBusRouter | None = None
 
     async def __aenter__(self) -> AsyncBrokerClient:
         return self
@@ -366,10 +373,10 @@ class AsyncBrokerClient:
         return self.calls.check(await self._roundtrip(msg, method, min(self.timeout, 25.0)),
                                 method)
 
-    async def _call(self, method: ipc.AnyMethod, request: ipc.Request,
-                    correlation_id: str | None = None) -> ipc.Result:
+    async def _call(self, method: ipc.AnyMethod, request: ipc.Request, expected: type[R],
+                    correlation_id: str | None = None) -> R:
         _cid, msg = self.calls.call(method, request, correlation_id)
-        return self.calls.result(method, await self._roundtrip(msg, method.value))
+        return self.calls.result(method, await self._roundtrip(msg, method.value), expected)
 
     # -- API
     async def ping(self) -> float:
@@ -386,13 +393,13 @@ class AsyncBrokerClient:
         return self.calls.bus_name in names
 
     async def get_accounts(self, client_id: str) -> list[ipc.Account]:
-        result = await self._call(ipc.Method.GET_ACCOUNTS, ipc.GetAccountsRequest(client_id))
-        return list(_typed(result, ipc.AccountsResult).accounts)
+        result = await self._call(ipc.Method.GET_ACCOUNTS, ipc.GetAccountsRequest(client_id),
+                                  ipc.AccountsResult)
+        return list(result.accounts)
 
     async def acquire_token_silently(self, auth: ipc.AuthParameters) -> ipc.TokenResult:
         request = self.calls.silent_request(auth)
-        return _typed(await self._call(ipc.Method.ACQUIRE_TOKEN_SILENTLY, request),
-                      ipc.TokenResult)
+        return await self._call(ipc.Method.ACQUIRE_TOKEN_SILENTLY, request, ipc.TokenResult)
 
     async def acquire_token_interactively(
         self, auth: ipc.AuthParameters, parent_window_handle: int = 1,
@@ -401,9 +408,8 @@ class AsyncBrokerClient:
     ) -> ipc.TokenResult:
         """Sign in; ``correlation_id`` lets another client cancel this very call."""
         method = ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY
-        request = self.calls.interactive_request(auth, parent_window_handle)
-        cid, msg = self.calls.call(method, request, correlation_id)
-        bus_rule, local_rule = self.calls.prompt_rules(cid)
+        msg, bus_rule, local_rule = self.calls.interactive(auth, parent_window_handle,
+                                                           correlation_id)
         router = await self._connection()
         signals: asyncio.Queue[Message | None] = asyncio.Queue()
 
@@ -432,29 +438,30 @@ class AsyncBrokerClient:
                 if self._router is not None:
                     with contextlib.suppress(Exception):
                         await self._bus("RemoveMatch", bus_rule)
-        return _typed(self.calls.result(method, reply), ipc.TokenResult)
+        return self.calls.result(method, reply, ipc.TokenResult)
 
     async def remove_account(self, account: ipc.Account, client_id: str = "") -> None:
         request = ipc.RemoveAccountRequest(account, client_id)
-        _typed(await self._call(ipc.Method.REMOVE_ACCOUNT, request), ipc.OkResult)
+        await self._call(ipc.Method.REMOVE_ACCOUNT, request, ipc.OkResult)
 
     async def cancel_interactive_flow(self, correlation_id: str | None = None) -> None:
         """Cancel this connection's sign-ins, or the one started with ``correlation_id``."""
-        _typed(await self._call(ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest(),
-                                correlation_id), ipc.OkResult)
+        await self._call(ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest(), ipc.OkResult,
+                         correlation_id)
 
     async def get_linux_broker_version(self, client_id: str = "") -> str:
         result = await self._call(ipc.Method.GET_LINUX_BROKER_VERSION,
-                                  ipc.OpaqueRequest({"clientId": client_id}))
-        return _typed(result, ipc.VersionResult).version
+                                  ipc.OpaqueRequest({"clientId": client_id}), ipc.VersionResult)
+        return result.version
 
     async def set_default_account(self, *, home_account_id: str = "",
                                   username: str = "") -> None:
         """See :meth:`BrokerClient.set_default_account`."""
         request = self.calls.default_request(home_account_id, username)
-        _typed(await self._call(ipc.UiMethod.SET_DEFAULT_ACCOUNT, request), ipc.OkResult)
+        await self._call(ipc.UiMethod.SET_DEFAULT_ACCOUNT, request, ipc.OkResult)
 
     async def get_default_account(self) -> ipc.Account | None:
         """See :meth:`BrokerClient.get_default_account`."""
-        result = await self._call(ipc.UiMethod.GET_DEFAULT_ACCOUNT, ipc.OpaqueRequest())
-        return _typed(result, ipc.DefaultAccountResult).account
+        result = await self._call(ipc.UiMethod.GET_DEFAULT_ACCOUNT, ipc.OpaqueRequest(),
+                                  ipc.DefaultAccountResult)
+        return result.account
