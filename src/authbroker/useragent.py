@@ -256,19 +256,14 @@ def sign_in(
             credentials_sent = True
             resp = _submit(s, url, login, data, timeout)
             continue
-        picked = _choose_button(forms, username)
-        if picked is not None:  # the account picker
+        picked = _choose_button(forms, username)  # the account picker
+        if picked is None and not credentials_sent:
+            # a picker without this user: take the "use another account" way to the form
+            picked = _another_account(forms)
+        if picked is not None:
             form, (name, value, _label) = picked
             data = dict(form.fields) | ({name: value} if name else {})
             resp = _submit(s, url, form, data, timeout)
-            continue
-        other = _another_account(forms)
-        if other is not None and not credentials_sent:
-            # a picker without this user: take the "use another account" way to the form
-            form, (name, value, _label) = other
-            resp = _submit(
-                s, url, form, dict(form.fields) | ({name: value} if name else {}), timeout
-            )
             continue
         raise _page_error(text, resp.status_code)
     raise SignInError(f"the sign-in did not finish within {MAX_STEPS} pages")
