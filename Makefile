@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv system-deps node-deps lint bench clean
+.PHONY: demo test venv system-deps node-deps microsoft-venv lint bench clean
 
 $(STAMP): pyproject.toml scripts/dev-install.sh
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,7 +26,10 @@ system-deps:
 node-deps:
 	scripts/install-node-deps.sh
 
-test: system-deps node-deps $(STAMP)
+microsoft-venv:
+	PYTHON=$(PY) scripts/microsoft-venv.sh
+
+test: system-deps node-deps $(STAMP) microsoft-venv
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
@@ -37,4 +40,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache node_modules
+	rm -rf $(VENV) tests/.venv-microsoft build dist .pytest_cache tests/node/node_modules

@@ -59,6 +59,10 @@ def test_secret_files_are_private_and_bundle_has_public_roots(authority):
     bundle = Path(authority.ca_bundle).read_text()
     assert bundle.count("BEGIN CERTIFICATE") > 50
     assert bundle.rstrip().endswith(Path(authority.ca_cert).read_text().rstrip())
+    # the machine's own trust store (with any proxy CA it holds) stays trusted through the bundle
+    system = ssl.get_default_verify_paths().cafile
+    if system and Path(system).exists():
+        assert Path(system).read_text().strip() in bundle
 
 
 def test_restart_reuses_ca_and_signing_key(tmp_path, authority):

@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -40,7 +41,7 @@ if importlib.util.find_spec("pymsalruntime") is None:  # importing it would ping
 HERE = Path(__file__).parent
 CLIENT_SCRIPT = HERE / "msal_client.py"
 MS_VENV = HERE.parent / ".venv-microsoft"
-MS_PACKAGES = ("azure-identity-broker==1.3.0", "msal==1.39.0", "pymsalruntime==0.20.7")
+MS_VENV_SCRIPT = HERE.parents[1] / "scripts" / "microsoft-venv.sh"
 CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"  # azure-identity's default (Azure CLI)
 SCOPE = "https://storage.azure.com/.default"
 USER = "user@contoso.example"
@@ -54,21 +55,18 @@ def sha(token: str) -> str:
 
 @pytest.fixture(scope="session")
 def microsoft_python() -> Path:
-    """Python of a venv with Microsoft's azure-identity-broker, msal and pymsalruntime."""
-    python = MS_VENV / "bin" / "python"
-    ready = MS_VENV / ".ready"
+    """Python of a venv with Microsoft's azure-identity-broker, msal and pymsalruntime.
+
+    ``make test`` builds it (scripts/microsoft-venv.sh); a direct pytest run builds it here.
+    """
     with open(HERE.parent / ".venv-microsoft.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not ready.exists():
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(MS_VENV)], check=True)
-            pip = subprocess.run(
-                [str(python), "-m", "pip", "install", "-q", *MS_PACKAGES],
-                capture_output=True, text=True, timeout=600,
-            )
-            if pip.returncode != 0:
-                pytest.skip(f"cannot build {MS_VENV}: {pip.stderr[-500:]}")
-            ready.write_text(" ".join(MS_PACKAGES) + "\n")
-    return python
+        build = subprocess.run(
+            [str(MS_VENV_SCRIPT), str(MS_VENV)], capture_output=True, text=True, timeout=600,
+            env=dict(os.environ, PYTHON=sys.executable),
+        )
+    assert build.returncode == 0, f"cannot build {MS_VENV}:\n{build.stderr[-2000:]}"
+    return MS_VENV / "bin" / "python"
 
 
 class Setup:

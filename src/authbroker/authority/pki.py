@@ -10,6 +10,7 @@ import datetime as dt
 import ipaddress
 import logging
 import os
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,15 +157,22 @@ def _is_ip(name: str) -> bool:
 
 
 def _public_roots() -> bytes:
+    """The machine's own trust store first (it carries any enterprise or proxy CA), else certifi.
+
+    ``REQUESTS_CA_BUNDLE`` replaces a client's trust store, so the bundle must keep everything
+    the machine already trusts, or pointing it at the bundle breaks every other HTTPS call.
+    """
+    default = ssl.get_default_verify_paths().cafile
+    for candidate in (default, "/etc/ssl/certs/ca-certificates.crt",
+                      "/etc/pki/tls/certs/ca-bundle.crt"):
+        if candidate and os.path.exists(candidate):
+            return Path(candidate).read_bytes()
     try:
         import certifi
 
         return Path(certifi.where()).read_bytes()
     except (ImportError, OSError):
-        for candidate in ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"):
-            if os.path.exists(candidate):
-                return Path(candidate).read_bytes()
-    return b""
+        return b""
 
 
 def ensure_pki(data_dir: Path, host: str = "127.0.0.1") -> PkiPaths:
