@@ -15,7 +15,6 @@ A browser "can open" when ``$BROWSER`` is set, or ``DISPLAY``/``WAYLAND_DISPLAY`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -42,6 +41,8 @@ BROWSER = "browser"
 DEVICE_CODE = "device-code"
 MODES = (BROWSER, DEVICE_CODE)
 DEFAULT_TIMEOUT_S = 240.0
+ANNOUNCE_TIMEOUT_S = 5.0
+CLEANUP_TIMEOUT_S = 2.0
 NOTIFICATIONS_NAME = "org.freedesktop.Notifications"
 _PENDING = frozenset({"authorization_pending", "slow_down"})
 _DONE_PAGE = (
@@ -50,6 +51,13 @@ _DONE_PAGE = (
 )
 
 T = TypeVar("T")
+
+
+def _raise_if_cancelled() -> None:
+    """Honour a cancel that something below us swallowed (it stays counted on the task)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def can_open_browser() -> bool:
@@ -100,7 +108,12 @@ class SignIn:
         finally:
             for pending in (task, cancel):
                 pending.cancel()
-            await asyncio.gather(task, cancel, return_exceptions=True)
+                _keep_until_done(pending)
+            # The answer must not wait on a flow that ignores its cancellation (a library
+            # that swallows CancelledError): it gets a bounded grace period, then is left.
+            _, stuck = await asyncio.wait({task, cancel}, timeout=CLEANUP_TIMEOUT_S)
+            if task in stuck:
+                log.error("sign-in %s: the flow did not stop when cancelled", self.correlation_id)
         if cancel in done:
             log.info("sign-in %s cancelled", self.correlation_id)
             raise ipc.BrokerError(
@@ -274,6 +287,7 @@ class Interaction:
         log.warning("sign-in %s: %s", self.ctx.correlation_id, prompt.message)
         await self._announce(prompt)
         while True:
+            _raise_if_cancelled()
             result: dict[str, Any] = await self._run(
                 self.app.acquire_token_by_device_flow,
                 flow,
@@ -284,15 +298,39 @@ class Interaction:
                 return result
             if time.time() >= flow["expires_at"]:
                 return {"error": "expired_token", "error_description": "the code expired"}
+            _raise_if_cancelled()
             await asyncio.sleep(float(flow.get("interval", 5)))
 
     async def _announce(self, prompt: DeviceCodePrompt) -> None:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that lands
+        # as the awaited call finishes, and the sign-in then polls on, uncancellable.
         try:
-            await asyncio.wait_for(self.ctx.announce_device_code(prompt), 5)
+            async with asyncio.timeout(ANNOUNCE_TIMEOUT_S):
+                await self.ctx.announce_device_code(prompt)
         except Exception as exc:  # the prompt also goes to the log and the desktop
             log.warning("could not show the device-code prompt to the caller: %r", exc)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(notify_desktop(prompt), 5)
+        # The notification runs in a task of its own, shielded: a cancel of the sign-in must
+        # never land inside jeepney's connection set-up or teardown, which swallow it.
+        await asyncio.shield(_keep_until_done(asyncio.ensure_future(_notify_quietly(prompt))))
+
+
+_background: set[asyncio.Future[Any]] = set()
+
+
+def _keep_until_done(fut: asyncio.Future[T]) -> asyncio.Future[T]:
+    """Hold a reference to a task nobody awaits any more, and collect its outcome."""
+    _background.add(fut)
+    fut.add_done_callback(_background.discard)
+    fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return fut
+
+
+async def _notify_quietly(prompt: DeviceCodePrompt) -> None:
+    try:
+        async with asyncio.timeout(ANNOUNCE_TIMEOUT_S):
+            await notify_desktop(prompt)
+    except Exception as exc:  # best effort: the caller and the log have the prompt
+        log.debug("no desktop notification: %r", exc)
 
 
 async def notify_desktop(prompt: DeviceCodePrompt) -> bool:
