@@ -198,13 +198,16 @@ SCOPE = "https://storage.azure.com/.default"
 
 
 @pytest.fixture
-def real_broker(dbus_session, authority, tmp_path):
+def real_broker(dbus_session, authority, tmp_path, request):
     env = dict(dbus_session.env, AUTHBROKER_AUTHORITY=authority.authority,
                REQUESTS_CA_BUNDLE=authority.ca_bundle, CURL_CA_BUNDLE=authority.ca_bundle,
                AUTHBROKER_UI="device-code", XDG_STATE_HOME=str(tmp_path / "state"),
                XDG_CONFIG_HOME=str(tmp_path / "config"))
+    failed = request.session.testsfailed
     with DaemonProcess(dbus_session, env, tmp_path, store=tmp_path / "store.enc") as daemon:
         yield daemon
+    if request.session.testsfailed > failed:  # shown under "Captured stdout teardown"
+        print(f"--- the daemon's log (tail) ---\n{daemon.log_text()[-3000:]}")
 
 
 def test_another_client_cancels_a_sign_in_by_its_correlation_id(real_broker):
