@@ -1,8 +1,10 @@
 """``authbroker demo``: sign in offline against the local authority and use the token.
 
-Each numbered step is one small function, so later versions can route the sign-in through the
-broker. Nothing secret is printed: the token is shown only as its decoded claims, and the only
-password ever printed is the documented demo credential (with ``--interactive``).
+By default the sign-in goes through the broker daemon on a private D-Bus bus
+(``authbroker.demo_broker``); ``--no-broker`` signs in directly with azure-identity's
+InteractiveBrowserCredential (the steps below). Nothing secret is printed: the token is shown
+only as its decoded claims, and the only password ever printed is the documented demo
+credential (with ``--interactive``).
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         help="open your real browser for the sign-in instead of the scripted user agent",
     )
     parser.add_argument(
+        "--no-broker",
+        action="store_true",
+        help="sign in directly with azure-identity's InteractiveBrowserCredential, without the "
+        "broker daemon (the default when dbus-daemon is not installed)",
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         help="the authority's data directory (default: a fresh temporary directory)",
@@ -64,11 +72,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _step(number: int, title: str) -> None:
+def step(number: int, title: str) -> None:
     print(f"\n[{number}] {title}", flush=True)
 
 
-def _say(text: str) -> None:
+def say(text: str) -> None:
     print(f"    {text}", flush=True)
 
 
@@ -136,13 +144,13 @@ def show_claims(token: str) -> dict[str, Any]:
     """Print the access token's claims, decoded; never the token."""
     claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
     header = jwt.get_unverified_header(token)
-    _say(f"header: alg={header.get('alg')} kid={header.get('kid')}")
+    say(f"header: alg={header.get('alg')} kid={header.get('kid')}")
     width = max(len(k) for k in claims)
     for key in sorted(claims):
         value = claims[key]
         if key in _TIME_CLAIMS and isinstance(value, int | float):
             value = f"{value} ({datetime.fromtimestamp(value, UTC):%Y-%m-%d %H:%M:%S} UTC)"
-        _say(f"{key:<{width}}  {value}")
+        say(f"{key:<{width}}  {value}")
     return claims
 
 
@@ -158,38 +166,38 @@ def verify_with_jwks(authority: Authority, token: str) -> None:
         audience=STORAGE_AUDIENCE,
         issuer=f"https://sts.windows.net/{authority.tenant_id}/",
     )
-    _say(f"JWKS: {jwks_url}")
-    _say(f"RS256 signature valid (kid {key.key_id}); iss, aud and exp check out")
-    _say(f"token valid for another {int(claims['exp'] - time.time()) // 60} minutes")
+    say(f"JWKS: {jwks_url}")
+    say(f"RS256 signature valid (kid {key.key_id}); iss, aud and exp check out")
+    say(f"token valid for another {int(claims['exp'] - time.time()) // 60} minutes")
 
 
 def call_storage(authority: Authority, credential: Any) -> bool:
     """Create a container, upload and download a blob on Azurite; False if no Azurite."""
     if azurite.find_azurite() is None:
-        _say("Azurite is not installed here (`make node-deps` installs it), so this step is")
-        _say("skipped; the JWKS check above showed the token is genuine.")
+        say("Azurite is not installed here (`make node-deps` installs it), so this step is")
+        say("skipped; the JWKS check above showed the token is genuine.")
         return False
     from azure.storage.blob import BlobServiceClient
 
     cert, key = authority.data_dir / "server.pem", authority.data_dir / "server.key"
     with azurite.run_azurite(cert, key) as server:
-        _say(f"Azurite blob service at {server.account_url} (--oauth basic, HTTPS)")
+        say(f"Azurite blob service at {server.account_url} (--oauth basic, HTTPS)")
         service = BlobServiceClient(
             server.account_url, credential=credential, api_version=azurite.API_VERSION,
             retry_total=0,
         )  # fmt: skip
         name = f"demo-{uuid.uuid4().hex[:8]}"
         container = service.create_container(name)
-        _say(f"created container {name!r}")
+        say(f"created container {name!r}")
         text = f"Hello from authbroker at {datetime.now(UTC):%H:%M:%S} UTC"
         container.upload_blob("hello.txt", text.encode())
-        _say("uploaded hello.txt")
+        say("uploaded hello.txt")
         data = container.download_blob("hello.txt").readall().decode()
         if data != text:
             raise DemoError("the downloaded blob differs from the uploaded one")
-        _say(f"downloaded hello.txt: {data!r}")
+        say(f"downloaded hello.txt: {data!r}")
         names = [b.name for b in container.list_blobs()]
-        _say(f"blobs in {name!r}: {', '.join(names)}")
+        say(f"blobs in {name!r}: {', '.join(names)}")
     return True
 
 
@@ -201,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
         for name in ("azure", "msal", "urllib3"):
             logging.getLogger(name).setLevel(logging.WARNING)
     print("authbroker demo: an offline sign-in against a local Entra-compatible authority")
+    if not args.no_broker:
+        print("(through the authbroker daemon; --no-broker signs in without it)")
     with ExitStack() as stack:
         if args.data_dir is not None:
             data_dir = Path(args.data_dir)
@@ -212,51 +222,63 @@ def run(args: argparse.Namespace) -> int:
             print(f"\ndemo failed: {exc}", file=sys.stderr)
             return 1
         except Exception as exc:  # a library error: name it, without a traceback
-            print(f"\ndemo failed: {type(exc).__name__}: {_first_line(exc)}", file=sys.stderr)
+            print(f"\ndemo failed: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
             return 1
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else ""
 
 
 def _run_steps(args: argparse.Namespace, data_dir: Path, stack: ExitStack) -> int:
-    _step(1, "Starting the local authority (authbroker authority --port 0)")
+    if not args.no_broker:
+        from authbroker import demo_broker
+
+        if demo_broker.dbus_daemon() is not None:
+            return demo_broker.run_broker_steps(args, data_dir, stack)
+        print("dbus-daemon is not installed (scripts/install-system-deps.sh adds it), so the")
+        print("broker daemon cannot run here: signing in directly instead (--no-broker).")
+    return run_direct_steps(args, data_dir, stack)
+
+
+def run_direct_steps(args: argparse.Namespace, data_dir: Path, stack: ExitStack) -> int:
+    """The sign-in without the broker: InteractiveBrowserCredential opens the browser itself."""
+    step(1, "Starting the local authority (authbroker authority --port 0)")
     authority = start_authority(data_dir, stack)
-    _say(f"authority: {authority.url}")
-    _say(f"tenant:    {authority.tenant_id}")
+    say(f"authority: {authority.url}")
+    say(f"tenant:    {authority.tenant_id}")
 
-    _step(2, "Trusting its CA: REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE")
+    step(2, "Trusting its CA: REQUESTS_CA_BUNDLE and CURL_CA_BUNDLE")
     trust_local_ca(authority)
-    _say(f"bundle: {authority.ca_bundle} (public roots + the local CA)")
+    say(f"bundle: {authority.ca_bundle} (public roots + the local CA)")
 
-    _step(3, f"Signing in {DEFAULT_USERNAME} with azure-identity's InteractiveBrowserCredential")
+    step(3, f"Signing in {DEFAULT_USERNAME} with azure-identity's InteractiveBrowserCredential")
     ua_log = data_dir / "useragent.log"
     if args.interactive:
-        _say("your browser opens the sign-in page; it will warn about the local CA")
-        _say(f"({authority.ca_cert}). Sign in as {DEFAULT_USERNAME}, password {DEFAULT_PASSWORD}")
-        _say("(the well-known demo credential).")
+        say("your browser opens the sign-in page; it will warn about the local CA")
+        say(f"({authority.ca_cert}). Sign in as {DEFAULT_USERNAME}, password {DEFAULT_PASSWORD}")
+        say("(the well-known demo credential).")
     else:
         use_scripted_browser(ua_log)
-        _say("BROWSER=python -m authbroker.useragent (a scripted user agent fills the form)")
+        say("BROWSER=python -m authbroker.useragent (a scripted user agent fills the form)")
     try:
         credential, username, token = sign_in(authority, interactive=args.interactive)
     except Exception as exc:
         detail = ua_log.read_text().strip().splitlines()[-1:] if ua_log.exists() else []
         raise DemoError(
-            f"sign-in failed: {type(exc).__name__}: {_first_line(exc)}"
+            f"sign-in failed: {type(exc).__name__}: {first_line(exc)}"
             + (f" (user agent: {detail[0]})" if detail else "")
         ) from None
-    _say(f"signed in as {username}")
+    say(f"signed in as {username}")
 
-    _step(4, "The access token's claims (decoded; the token itself is not shown)")
+    step(4, "The access token's claims (decoded; the token itself is not shown)")
     show_claims(token)
 
-    _step(5, "Verifying the token with the authority's signing keys (JWKS, PyJWT)")
+    step(5, "Verifying the token with the authority's signing keys (JWKS, PyJWT)")
     verify_with_jwks(authority, token)
 
-    _step(6, "Calling a protected resource with the token: Azurite blob storage")
+    step(6, "Calling a protected resource with the token: Azurite blob storage")
     if call_storage(authority, credential):
         print("\nDone: signed in offline and used the token on a protected resource.")
     else:
