@@ -209,8 +209,6 @@ def run(args: argparse.Namespace) -> int:
         for name in ("azure", "msal", "urllib3"):
             logging.getLogger(name).setLevel(logging.WARNING)
     print("authbroker demo: an offline sign-in against a local Entra-compatible authority")
-    if not args.no_broker:
-        print("(through the authbroker daemon; --no-broker signs in without it)")
     with ExitStack() as stack:
         if args.data_dir is not None:
             data_dir = Path(args.data_dir)

@@ -143,6 +143,14 @@ class BrokerDaemon:
                     raise DemoError(f"the broker daemon did not start; see {self.log}")
                 time.sleep(0.05)
 
+    def last_problem(self) -> str:
+        """The daemon's last warning or error, for a failure message (its logs hold no secrets;
+        the whole log is in the demo's directory, kept with --data-dir)."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        lines = [ln for ln in text.splitlines() if " ERROR " in ln or " WARNING " in ln]
+        lines = [ln for ln in lines if "Secret Service unavailable" not in ln]
+        return f" (daemon: {lines[-1].split(' ', 2)[-1]})" if lines else ""
+
     def calls(self) -> list[str]:
         """The Broker1 methods served so far, in order."""
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -185,6 +193,7 @@ def _served(daemon: BrokerDaemon, before: int) -> str:
 def run_broker_steps(args: argparse.Namespace, data_dir: Path, stack: ExitStack) -> int:
     interactive = bool(args.interactive)
     services = stack.enter_context(ExitStack())  # closed in the last step, before the temp dir
+    print("(through the broker daemon, as an application would; --no-broker skips it)")
 
     step(1, "Starting the local authority (authbroker authority --port 0)")
     authority = start_authority(data_dir, services)
@@ -194,7 +203,7 @@ def run_broker_steps(args: argparse.Namespace, data_dir: Path, stack: ExitStack)
 
     step(2, "Starting a private D-Bus session bus and the broker daemon on it")
     address = start_private_bus(services)
-    say(f"bus: {address} (private; your session bus is not touched)")
+    say(f"bus: {address.split(',')[0]} (private: your own session bus is left alone)")
     daemon = BrokerDaemon(data_dir, address)
     daemon.start(daemon_environment(authority, address, data_dir, interactive=interactive),
                  services)
@@ -215,7 +224,7 @@ def run_broker_steps(args: argparse.Namespace, data_dir: Path, stack: ExitStack)
         token = credential.get_token(STORAGE_SCOPE).token
     except Exception as exc:
         raise DemoError(f"sign-in failed: {type(exc).__name__}: {first_line(exc)}"
-                        f" (daemon log: {daemon.log})") from None
+                        f"{daemon.last_problem()}") from None
     calls = daemon.calls()
     if Method.ACQUIRE_TOKEN_INTERACTIVELY.value not in calls:
         raise DemoError("the token did not come from the broker daemon (no D-Bus sign-in)")
@@ -236,8 +245,8 @@ def run_broker_steps(args: argparse.Namespace, data_dir: Path, stack: ExitStack)
     with broker_credential(authority, use_default_broker_account=True) as second:
         second_token = second.get_token(STORAGE_SCOPE).token
     claims = jwt.decode(second_token, options={"verify_signature": False})
-    say(f"token for {claims.get('upn')} (aud {claims.get('aud')}); "
-        f"the daemon served {_served(daemon, before)}")
+    say(f"token for {claims.get('upn')}, aud {claims.get('aud')}")
+    say(f"the daemon served {_served(daemon, before)} from the default account")
     if not interactive:
         if daemon.browser_sign_ins() != sign_ins:
             raise DemoError("the second credential opened the browser again")
