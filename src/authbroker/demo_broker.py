@@ -209,11 +209,12 @@ def run_broker_steps(args: argparse.Namespace, data_dir: Path, stack: ExitStack)
                  services)
     assert daemon.process is not None
     say(f"daemon: python -m authbroker daemon (pid {daemon.process.pid}) owns {BUS_NAME}")
-    say(f"its store: {data_dir / 'store.enc'} (key in a file next to it)")
+    say(f"its store: {data_dir / 'store.enc'} (key in a file beside it: no keyring here)")
 
     step(3, "Signing in through the broker with InteractiveBrowserBrokerCredential")
     if interactive:
-        say("the daemon opens your browser; it will warn about the local CA. Sign in as")
+        say("the daemon opens your browser (with none, it prints a device code below); the")
+        say("browser will warn about the local CA. Sign in as")
         say(f"{DEFAULT_USERNAME}, password {DEFAULT_PASSWORD} (the well-known demo credential).")
     else:
         say("the daemon opens the sign-in page in a scripted user agent (BROWSER=python -m")
@@ -256,7 +257,7 @@ def run_broker_steps(args: argparse.Namespace, data_dir: Path, stack: ExitStack)
     services.close()
     say("stopped; the demo's temporary files are removed on exit")
     if stored:
-        print("\nDone: signed in once through the broker and used the token on Azure storage.")
+        print("\nDone: signed in once through the broker and used the token on Azurite storage.")
     else:
         print("\nDone: signed in once through the broker and verified the token.")
     return 0
