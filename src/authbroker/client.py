@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from jeepney import DBusAddress, HeaderFields, MatchRule, Message, MessageType, new_method_call
@@ -34,6 +35,7 @@ from jeepney.io.common import RouterClosed
 from authbroker import ipc
 from authbroker.daemon.api import DeviceCodePrompt
 from authbroker.errors import BrokerProtocolError, BrokerUnavailableError
+from authbroker.wirememo import IdentityMemo, TextMemo
 
 __all__ = ["AsyncBrokerClient", "Broker1Calls", "BrokerClient", "DeviceCodePrompt",
            "print_device_code"]
@@ -66,6 +68,11 @@ class Broker1Calls:
 
     def __init__(self, bus_name: str = ipc.BUS_NAME) -> None:
         self.bus_name = bus_name
+        # Asking again for a token repeats the same request and, from the broker's cache, the
+        # same reply: neither is encoded or parsed twice (authbroker.wirememo).
+        self._silent: IdentityMemo[ipc.TokenRequest] = IdentityMemo()
+        self._encoded: IdentityMemo[str] = IdentityMemo()
+        self._parsed: TextMemo[ipc.Result] = TextMemo()
         self.broker = DBusAddress(ipc.OBJECT_PATH, bus_name=bus_name, interface=ipc.INTERFACE)
         self.peer = DBusAddress(ipc.OBJECT_PATH, bus_name=bus_name, interface=ipc.PEER_INTERFACE)
         self.ui = DBusAddress(ipc.OBJECT_PATH, bus_name=bus_name, interface=ipc.UI_INTERFACE)
@@ -75,7 +82,7 @@ class Broker1Calls:
              correlation_id: str | None = None) -> tuple[str, Message]:
         """A Broker1 call, or one of our own ``ipc.UiMethod``s (no protocol version)."""
         correlation_id = correlation_id or str(uuid.uuid4())
-        request_json = ipc.encode(request.to_wire())
+        request_json = self._encoded.get(request, lambda r: ipc.encode(r.to_wire()))
         if isinstance(method, ipc.UiMethod):
             return correlation_id, new_method_call(
                 self.ui, method.value, "ss", (correlation_id, request_json))
@@ -94,6 +101,10 @@ class Broker1Calls:
         auth = dataclasses.replace(
             auth, authorization_type=ipc.AuthorizationType.CACHED_REFRESH_TOKEN)
         return ipc.TokenRequest(auth=auth)
+
+    def silent(self, auth: ipc.AuthParameters) -> ipc.TokenRequest:
+        """:meth:`silent_request`, the same object for the same ``auth``."""
+        return self._silent.get(auth, self.silent_request)
 
     @staticmethod
     def interactive_request(auth: ipc.AuthParameters,
@@ -153,7 +164,7 @@ class Broker1Calls:
         if len(body) != 1 or not isinstance(body[0], str):
             raise BrokerProtocolError(f"the broker's {method.value} reply is not one string")
         try:
-            result = ipc.parse_response(method, body[0])
+            result = self._parsed.get(method, body[0], partial(ipc.parse_response, method))
         except ipc.WireError as exc:
             raise BrokerProtocolError(f"the broker's {method.value} reply is malformed: {exc}") \
                 from None
@@ -268,7 +279,7 @@ class BrokerClient(_ClientSettings):
         return list(result.accounts)
 
     def acquire_token_silently(self, auth: ipc.AuthParameters) -> ipc.TokenResult:
-        return self._call(ipc.Method.ACQUIRE_TOKEN_SILENTLY, self.calls.silent_request(auth),
+        return self._call(ipc.Method.ACQUIRE_TOKEN_SILENTLY, self.calls.silent(auth),
                           ipc.TokenResult)
 
     def acquire_token_interactively(
@@ -398,7 +409,7 @@ class AsyncBrokerClient(_ClientSettings):
         return list(result.accounts)
 
     async def acquire_token_silently(self, auth: ipc.AuthParameters) -> ipc.TokenResult:
-        request = self.calls.silent_request(auth)
+        request = self.calls.silent(auth)
         return await self._call(ipc.Method.ACQUIRE_TOKEN_SILENTLY, request, ipc.TokenResult)
 
     async def acquire_token_interactively(

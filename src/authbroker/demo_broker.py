@@ -56,7 +56,7 @@ _BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Confi
 </busconfig>
 """
 _BUS_VARS = ("DBUS_SESSION_BUS_ADDRESS", "DBUS_STARTER_ADDRESS", "DBUS_STARTER_BUS_TYPE")
-_CALL_LINE = re.compile(r"authbroker\.daemon\.service INFO (\w+) correlation=")
+_CALL_LINE = re.compile(r"authbroker\.daemon\.service (?:INFO|DEBUG) (\w+) correlation=")
 
 
 def dbus_daemon() -> str | None:
@@ -130,7 +130,8 @@ class BrokerDaemon:
     def start(self, env: dict[str, str], stack: ExitStack, timeout: float = 20.0) -> None:
         from authbroker.client import BrokerClient
 
-        argv = [sys.executable, "-m", "authbroker", "daemon", "--store",
+        # -v: answered silent calls are logged at DEBUG, and the demo counts what was served
+        argv = [sys.executable, "-m", "authbroker", "daemon", "-v", "--store",
                 str(self.work / "store.enc")]
         with open(self.log, "ab") as log:  # stderr only: warnings stay out of the demo output
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL,

@@ -273,7 +273,7 @@ def test_an_unexpected_exception_is_answered_and_logged_without_its_message(
 
 
 def test_calls_are_logged_without_bodies(toy, conn, caplog):
-    caplog.set_level(logging.INFO, logger="authbroker")
+    caplog.set_level(logging.DEBUG, logger="authbroker")
     broker_call(conn, ipc.Method.ACQUIRE_TOKEN_SILENTLY,
                 {"authParameters": auth(["https://marker.example/Body.Scope"])},
                 correlation_id="corr-log\nforged line")
@@ -285,6 +285,11 @@ def test_calls_are_logged_without_bodies(toy, conn, caplog):
     assert "\n" not in ok[0]  # a caller cannot forge log lines through the correlation id
     assert toy.handler.calls[0][2].correlation_id == "corr-log?forged?line"  # nor in the core's
     assert any("corr-ui" in line and "status 2" in line for line in lines)
+    # answered silent calls are the hot path (DEBUG); a failure is worth INFO
+    levels = {r.getMessage().split()[1]: r.levelno for r in caplog.records
+              if r.name == "authbroker.daemon.service" and "correlation=corr-" in r.getMessage()}
+    assert levels["correlation=corr-log?forged?line"] == logging.DEBUG
+    assert levels["correlation=corr-ui"] == logging.INFO
     assert "marker.example" not in caplog.text
     assert access_token_for(("https://marker.example/Body.Scope",)) not in caplog.text
 

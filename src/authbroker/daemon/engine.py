@@ -26,6 +26,7 @@ Errors leave as ``ipc.BrokerError`` whose ``context`` never holds a token.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -106,6 +107,7 @@ def _split_authority(url: str) -> tuple[str, str, int | None, str]:
     return parts.hostname.lower(), parts.netloc, port, tenant
 
 
+@functools.lru_cache(maxsize=256)  # pure; every silent call asks (the daemon's hot path)
 def resolve_authority(requested: str, configured: str | None) -> Target:
     """The authority a request really goes to (see the module docstring)."""
     if configured:
@@ -130,6 +132,7 @@ class Claims:
     challenge: str | None = None
 
 
+@functools.lru_cache(maxsize=256)  # pure; Claims is frozen
 def split_claims(decoded: str) -> Claims:
     """``xms_cc`` becomes the app's capabilities (CP1); anything else is a claims challenge."""
     if not decoded.strip():

@@ -50,6 +50,7 @@ from jeepney.wrappers import unwrap_msg
 from authbroker import ipc
 from authbroker.daemon.api import CallContext, DeviceCodePrompt, Handler
 from authbroker.errors import AuthBrokerError, BrokerUnavailableError
+from authbroker.wirememo import IdentityMemo, TextMemo
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,8 @@ class BrokerService:
         self._conn: DBusConnection | None = None
         self._replies = ReplyMatcher()
         self._uids: OrderedDict[str, int] = OrderedDict()
+        self._requests: TextMemo[ipc.Request] = TextMemo()  # repeated silent calls
+        self._encoded: IdentityMemo[str] = IdentityMemo()  # the core's cached results
         self._tasks: set[asyncio.Task[None]] = set()
         self._receiver: asyncio.Task[None] | None = None
         self._last_activity = time.monotonic()
@@ -398,33 +401,33 @@ class BrokerService:
         try:
             reply = await self._broker_reply(method, sender, signature, body, correlation_id)
         except asyncio.CancelledError:
-            reply = ipc.BrokerError(
+            reply = ipc.encode(ipc.BrokerError(
                 ipc.Status.TRANSIENT_ERROR, "the broker is shutting down; try again",
-                tag="service.shutdown").to_wire(method)
+                tag="service.shutdown").to_wire(method))
             self._log_call(method, correlation_id, started,
                            f"status {int(ipc.Status.TRANSIENT_ERROR)} (shutdown)")
-            await asyncio.shield(self._reply(msg, "s", (ipc.encode(reply),)))
+            await asyncio.shield(self._reply(msg, "s", (reply,)))
             raise
         except ipc.BrokerError as exc:
-            reply = exc.to_wire(method)
+            reply = ipc.encode(exc.to_wire(method))
             outcome = f"status {int(exc.status)}"
         except _Refused as exc:
-            reply = exc.error.to_wire(method)
+            reply = ipc.encode(exc.error.to_wire(method))
             outcome = exc.outcome
         except Exception as exc:
             log.error("%s correlation=%s failed with unexpected %s at %s", method.value,
                       safe_id(correlation_id), type(exc).__name__, _where(exc))
-            reply = ipc.BrokerError(
+            reply = ipc.encode(ipc.BrokerError(
                 ipc.Status.UNEXPECTED,
                 f"internal broker error ({type(exc).__name__}); see the broker's log",
-                tag="service.unexpected").to_wire(method)
+                tag="service.unexpected").to_wire(method))
             outcome = f"status {int(ipc.Status.UNEXPECTED)} (internal error)"
         self._log_call(method, correlation_id, started, outcome)  # before the caller can see it
-        await self._reply(msg, "s", (ipc.encode(reply),))
+        await self._reply(msg, "s", (reply,))
 
     async def _broker_reply(
         self, method: ipc.AnyMethod, sender: str, signature: str, body: tuple, correlation_id: str
-    ) -> dict:
+    ) -> str:
         if len(self._tasks) > MAX_CALLS_IN_FLIGHT:
             raise ipc.BrokerError(ipc.Status.TRANSIENT_ERROR,
                                   "the broker is busy with too many calls; try again",
@@ -447,7 +450,7 @@ class BrokerService:
                 f"{method.value} takes {_ARGS[_signature(method)]}, not D-Bus signature "
                 f"{signature!r}", tag="service.signature")
         try:
-            request = ipc.parse_request(method, body[-1])
+            request = self._requests.get(method, body[-1], partial(ipc.parse_request, method))
         except ipc.WireError as exc:
             raise ipc.BrokerError(ipc.Status.API_CONTRACT_VIOLATION,
                                   f"malformed {method.value} request: {exc}",
@@ -457,7 +460,7 @@ class BrokerService:
             announce_device_code=partial(self._announce, sender, correlation_id),
         )
         result = await self.handler.handle(method, request, ctx)
-        return result.to_wire()
+        return self._encoded.get(result, lambda r: ipc.encode(r.to_wire()))
 
     async def _announce(self, destination: str, correlation_id: str,
                         prompt: DeviceCodePrompt) -> None:
@@ -473,9 +476,16 @@ class BrokerService:
 
     def _log_call(self, method: ipc.AnyMethod, correlation_id: str, started: float,
                   outcome: str) -> None:
-        log.info("%s correlation=%s %s in %.1f ms", method.value, safe_id(correlation_id),
-                 outcome, (time.monotonic() - started) * 1000)
+        # Answered routine calls (silent tokens, account lists) are the hot path: DEBUG, so a
+        # busy broker's log stays readable and cheap. Sign-ins and every failure stay at INFO.
+        level = logging.DEBUG if outcome == "ok" and method in _ROUTINE else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(level, "%s correlation=%s %s in %.1f ms", method.value,
+                    safe_id(correlation_id), outcome, (time.monotonic() - started) * 1000)
 
+
+_ROUTINE = frozenset({ipc.Method.ACQUIRE_TOKEN_SILENTLY, ipc.Method.GET_ACCOUNTS,
+                      ipc.Method.GET_LINUX_BROKER_VERSION})
 
 _ARGS = {"sss": "three strings (protocol_version, correlation_id, request_json)",
           "ss": "two strings (correlation_id, request_json)"}
