@@ -30,17 +30,9 @@ from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import DBusConnection, Proxy, open_dbus_connection
 
 from authbroker import ipc
+from authbroker.privatebus import bus_config
 
 REPO = Path(__file__).resolve().parents[1]
-_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>session</type><listen>unix:path={socket}</listen><auth>EXTERNAL</auth>
-<servicedir>{services}</servicedir>
-<policy context="default"><allow send_destination="*" eavesdrop="true"/>
-<allow eavesdrop="true"/><allow own="*"/></policy></busconfig>
-"""
-
-
 @dataclass
 class Bus:
     address: str
@@ -105,7 +97,7 @@ def private_bus(env: Mapping[str, str] | None = None) -> Iterator[Bus]:
     services = base / "services"
     services.mkdir()
     config = base / "bus.conf"
-    config.write_text(_CONFIG.format(socket=base / "bus", services=services))
+    config.write_text(bus_config(base / "bus", services))
     argv = [exe, f"--config-file={config}", "--nofork", "--print-address=1"]
     try:
         with service(argv, env or os.environ, base / "bus.log", stdout=subprocess.PIPE) as proc:

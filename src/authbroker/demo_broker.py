@@ -40,21 +40,9 @@ from authbroker.demo import (
     verify_with_jwks,
 )
 from authbroker.ipc import BUS_NAME, Method
+from authbroker.privatebus import bus_config
 from authbroker.useragent import DEFAULT_PASSWORD, DEFAULT_USERNAME
 
-_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path={socket}</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-"""
 _BUS_VARS = ("DBUS_SESSION_BUS_ADDRESS", "DBUS_STARTER_ADDRESS", "DBUS_STARTER_BUS_TYPE")
 _CALL_LINE = re.compile(r"authbroker\.daemon\.service (?:INFO|DEBUG) (\w+) correlation=")
 
@@ -70,7 +58,7 @@ def start_private_bus(stack: ExitStack, timeout: float = 10.0) -> str:
     assert daemon is not None
     base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ab-bus-", dir="/tmp")))
     config = base / "bus.conf"  # /tmp: a socket path must fit in 108 bytes
-    config.write_text(_BUS_CONFIG.format(socket=base / "bus"))
+    config.write_text(bus_config(base / "bus"))
     with open(base / "dbus-daemon.log", "wb") as log:
         proc = subprocess.Popen(
             [daemon, f"--config-file={config}", "--print-address=1", "--nofork"],
