@@ -32,7 +32,7 @@ from pathlib import Path
 from jeepney import DBusAddress, MessageType, new_method_call
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 
-from authbroker import ipc
+from authbroker import broker1
 from authbroker.client import Broker1Calls, BrokerClient
 from benchmarks import rig
 from benchmarks.harness import Row, measure, median_ms, report
@@ -48,16 +48,16 @@ IDLE_PAUSE_S = 2.0
 
 def _raw_call(conn: DBusConnection, bus_name: str, request_json: str) -> str:
     """One Broker1-shaped call with plain jeepney: what the daemon's answer is compared to."""
-    address = DBusAddress(ipc.OBJECT_PATH, bus_name=bus_name, interface=ipc.INTERFACE)
-    msg = new_method_call(address, ipc.Method.ACQUIRE_TOKEN_SILENTLY.value, "sss",
-                          (ipc.PROTOCOL_VERSION, str(uuid.uuid4()), request_json))
+    address = DBusAddress(broker1.OBJECT_PATH, bus_name=bus_name, interface=broker1.INTERFACE)
+    msg = new_method_call(address, broker1.Method.ACQUIRE_TOKEN_SILENTLY.value, "sss",
+                          (broker1.PROTOCOL_VERSION, str(uuid.uuid4()), request_json))
     reply = conn.send_and_get_reply(msg, timeout=30)
     if reply.header.message_type is not MessageType.method_return:
         raise RuntimeError(f"{bus_name} answered with an error: {reply.body}")
     return reply.body[0]
 
 
-def _client_process(bus_address: str, auth: ipc.AuthParameters | None, request_json: str,
+def _client_process(bus_address: str, auth: broker1.AuthParameters | None, request_json: str,
                     start_at: float) -> tuple[float, float]:
     """One of the concurrent clients: ``auth`` → BrokerClient to the daemon, else raw echo."""
     if auth is not None:
@@ -77,7 +77,7 @@ def _timed_span(call, start_at: float) -> tuple[float, float]:  # noqa: ANN001
     return began, time.time()
 
 
-def _throughput(pool, bus: rig.Bus, auth: ipc.AuthParameters | None,  # noqa: ANN001
+def _throughput(pool, bus: rig.Bus, auth: broker1.AuthParameters | None,  # noqa: ANN001
                 request_json: str) -> float:
     """Calls/s of CLIENTS processes calling at once; a round whose clients did not all start
     within 0.2 s of each other (a process was late under load) is run again."""
@@ -101,10 +101,10 @@ def _activations(tmp: Path) -> tuple[list[float], list[float]]:
     env = rig.daemon_env(tmp)
     for _ in range(ACTIVATIONS):
         with rig.private_bus(env) as bus:
-            bus.activatable(ipc.BUS_NAME, rig.daemon_argv(tmp))
+            bus.activatable(broker1.BUS_NAME, rig.daemon_argv(tmp))
             with closing(bus.connect()) as conn, BrokerClient(bus=bus.address, timeout=30) as c:
-                ping = new_method_call(DBusAddress(ipc.OBJECT_PATH, bus_name=ipc.BUS_NAME,
-                                                   interface=ipc.PEER_INTERFACE), "Ping")
+                ping = new_method_call(DBusAddress(broker1.OBJECT_PATH, bus_name=broker1.BUS_NAME,
+                                                   interface=broker1.PEER_INTERFACE), "Ping")
                 started = time.perf_counter()
                 reply = conn.send_and_get_reply(ping, timeout=10)
                 pings.append(time.perf_counter() - started)
@@ -112,9 +112,9 @@ def _activations(tmp: Path) -> tuple[list[float], list[float]]:
                     raise RuntimeError(f"activation failed: {reply.body}")
                 c.get_accounts(CLIENT_ID)
                 first_calls.append(time.perf_counter() - started)
-            pid = bus.owner_pid(ipc.BUS_NAME)
+            pid = bus.owner_pid(broker1.BUS_NAME)
             os.kill(pid, signal.SIGTERM)
-            bus.wait(ipc.BUS_NAME, owned=False)
+            bus.wait(broker1.BUS_NAME, owned=False)
             _wait_exited(pid)
     return pings, first_calls
 
@@ -125,9 +125,9 @@ def _wait_exited(pid: int, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def _sign_in(client: BrokerClient, tmp: Path) -> ipc.AuthParameters:
+def _sign_in(client: BrokerClient, tmp: Path) -> broker1.AuthParameters:
     """Sign in once (the scripted user agent plays the person); the silent call's parameters."""
-    base = ipc.AuthParameters(client_id=CLIENT_ID, requested_scopes=(SCOPE,))
+    base = broker1.AuthParameters(client_id=CLIENT_ID, requested_scopes=(SCOPE,))
     signed_in = client.acquire_token_interactively(base, on_device_code=None)
     if signed_in.account is None or rig.sign_ins(tmp / "ua-daemon.log") != 1:
         raise RuntimeError("the sign-in through the daemon did not happen")
@@ -160,10 +160,10 @@ def _served(tmp: Path) -> Served:
         silent = _sign_in(client, tmp)
         time.sleep(IDLE_PAUSE_S)
         idle_rss = rig.rss_mb(daemon.pid)
-        request_json = ipc.encode(Broker1Calls.silent_request(silent).to_wire())
-        reply = _raw_call(conn, ipc.BUS_NAME, request_json)
-        token = ipc.parse_response(ipc.Method.ACQUIRE_TOKEN_SILENTLY, reply)
-        assert isinstance(token, ipc.TokenResult) and token.access_token
+        request_json = broker1.encode(Broker1Calls.silent_request(silent).to_wire())
+        reply = _raw_call(conn, broker1.BUS_NAME, request_json)
+        token = broker1.parse_response(broker1.Method.ACQUIRE_TOKEN_SILENTLY, reply)
+        assert isinstance(token, broker1.TokenResult) and token.access_token
         (tmp / "reply.json").write_text(reply)
         echo_argv = [sys.executable, "-m", "benchmarks.echo_service", ECHO_NAME,
                      str(tmp / "reply.json")]
@@ -179,7 +179,7 @@ def _served(tmp: Path) -> Served:
                                repeat=CALLS_PER_BLOCK)
                 ours += measure(lambda: client.acquire_token_silently(silent),
                                 repeat=CALLS_PER_BLOCK)
-                ours_raw += measure(lambda: _raw_call(conn, ipc.BUS_NAME, request_json),
+                ours_raw += measure(lambda: _raw_call(conn, broker1.BUS_NAME, request_json),
                                     repeat=CALLS_PER_BLOCK)
             raw_tput: list[float] = []
             our_tput: list[float] = []

@@ -31,7 +31,7 @@ def main() -> str:
         own_log = tmp / "ua-client.log"
         with rig.authority(tmp) as auth, rig.private_bus() as bus, rig.broker(bus, auth, tmp), \
                 rig.environ(**rig.trust(auth), DBUS_SESSION_BUS_ADDRESS=bus.address,
-                            BROWSER=f"{sys.executable} -m authbroker.useragent %s",
+                            BROWSER=f"{sys.executable} -m authbroker.devkit.useragent %s",
                             AUTHBROKER_UA_LOG=str(own_log), AUTHBROKER_BACKEND="auto"):
             webbrowser._tryorder = None  # type: ignore[attr-defined]  # read $BROWSER again
             kwargs = {"authority": auth.url, "tenant_id": auth.tenant_id,

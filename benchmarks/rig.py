@@ -29,8 +29,8 @@ from pathlib import Path
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import DBusConnection, Proxy, open_dbus_connection
 
-from authbroker import ipc
-from authbroker.privatebus import bus_config
+from authbroker import broker1
+from authbroker.devkit.privatebus import bus_config
 
 REPO = Path(__file__).resolve().parents[1]
 @dataclass
@@ -158,7 +158,7 @@ def daemon_env(tmp: Path, auth: Authority | None = None) -> dict[str, str]:
     env.pop("AUTHBROKER_BACKEND", None)
     if auth is not None:
         env.update(trust(auth), AUTHBROKER_AUTHORITY=auth.url, AUTHBROKER_UI="browser",
-                   BROWSER=f"{sys.executable} -m authbroker.useragent %s")
+                   BROWSER=f"{sys.executable} -m authbroker.devkit.useragent %s")
     return env
 
 
@@ -167,9 +167,9 @@ def broker(bus: Bus, auth: Authority, tmp: Path) -> Iterator[subprocess.Popen[by
     """``authbroker daemon`` owning the Broker1 name on ``bus``."""
     env = dict(daemon_env(tmp, auth), DBUS_SESSION_BUS_ADDRESS=bus.address)
     with service(daemon_argv(tmp), env, tmp / "daemon.log") as proc:
-        bus.wait(ipc.BUS_NAME)
+        bus.wait(broker1.BUS_NAME)
         yield proc
-    bus.wait(ipc.BUS_NAME, owned=False)
+    bus.wait(broker1.BUS_NAME, owned=False)
 
 
 def sign_ins(log: Path) -> int:

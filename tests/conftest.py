@@ -6,4 +6,5 @@ pytest_plugins = [
     "fixtures.browser",
     "fixtures.bus",
     "fixtures.daemon",
+    "fixtures.loopback",
 ]

@@ -2,11 +2,11 @@
 
 Both are thin twins over one sans-I/O core (:class:`Broker1Calls`) that builds the D-Bus
 messages from ``ipc`` requests and turns replies into ``ipc`` results or errors; the twins only
-move messages. Replies carrying an error object raise ``ipc.BrokerError``; a missing bus or
+move messages. Replies carrying an error object raise ``broker1.BrokerError``; a missing bus or
 broker, a timeout or a lost connection raise ``BrokerUnavailableError``; a reply that breaks the
 protocol raises ``BrokerProtocolError``.
 
-Interactive calls listen for the daemon's device-code prompt (a signal on ``ipc.UI_INTERFACE``
+Interactive calls listen for the daemon's device-code prompt (a signal on ``broker1.UI_INTERFACE``
 carrying the call's correlation id) while the call runs, and hand it to ``on_device_code``;
 the default prints the prompt's message to stderr.
 """
@@ -32,17 +32,17 @@ from jeepney.io import asyncio as jasyncio
 from jeepney.io import blocking as jblocking
 from jeepney.io.common import RouterClosed
 
-from authbroker import ipc
-from authbroker.daemon.api import DeviceCodePrompt
+from authbroker import broker1
+from authbroker.broker1.memo import IdentityMemo, TextMemo
+from authbroker.daemon.handler import DeviceCodePrompt
 from authbroker.errors import BrokerProtocolError, BrokerUnavailableError
-from authbroker.wirememo import IdentityMemo, TextMemo
 
 __all__ = ["AsyncBrokerClient", "Broker1Calls", "BrokerClient", "DeviceCodePrompt",
            "print_device_code"]
 
 log = logging.getLogger(__name__)
 
-R = TypeVar("R", bound=ipc.Result)
+R = TypeVar("R", bound=broker1.Result)
 DeviceCodeCallback = Callable[[DeviceCodePrompt], Awaitable[None] | None]
 
 _START_HINT = "start it with 'authbroker daemon', or run 'authbroker install-service' once"
@@ -66,59 +66,62 @@ def print_device_code(prompt: DeviceCodePrompt) -> None:
 class Broker1Calls:
     """Sans-I/O: Broker1 messages out, typed results in. Shared by both clients."""
 
-    def __init__(self, bus_name: str = ipc.BUS_NAME) -> None:
+    def __init__(self, bus_name: str = broker1.BUS_NAME) -> None:
         self.bus_name = bus_name
         # Asking again for a token repeats the same request and, from the broker's cache, the
-        # same reply: neither is encoded or parsed twice (authbroker.wirememo).
-        self._silent: IdentityMemo[ipc.TokenRequest] = IdentityMemo()
+        # same reply: neither is encoded or parsed twice (authbroker.broker1.memo).
+        self._silent: IdentityMemo[broker1.TokenRequest] = IdentityMemo()
         self._encoded: IdentityMemo[str] = IdentityMemo()
-        self._parsed: TextMemo[ipc.Result] = TextMemo()
-        self.broker = DBusAddress(ipc.OBJECT_PATH, bus_name=bus_name, interface=ipc.INTERFACE)
-        self.peer = DBusAddress(ipc.OBJECT_PATH, bus_name=bus_name, interface=ipc.PEER_INTERFACE)
-        self.ui = DBusAddress(ipc.OBJECT_PATH, bus_name=bus_name, interface=ipc.UI_INTERFACE)
+        self._parsed: TextMemo[broker1.Result] = TextMemo()
+        self.broker = DBusAddress(broker1.OBJECT_PATH, bus_name=bus_name,
+                                  interface=broker1.INTERFACE)
+        self.peer = DBusAddress(broker1.OBJECT_PATH, bus_name=bus_name,
+                                interface=broker1.PEER_INTERFACE)
+        self.ui = DBusAddress(broker1.OBJECT_PATH, bus_name=bus_name,
+                              interface=broker1.UI_INTERFACE)
 
     # -- requests
-    def call(self, method: ipc.AnyMethod, request: ipc.Request,
+    def call(self, method: broker1.AnyMethod, request: broker1.Request,
              correlation_id: str | None = None) -> tuple[str, Message]:
-        """A Broker1 call, or one of our own ``ipc.UiMethod``s (no protocol version)."""
+        """A Broker1 call, or one of our own ``broker1.UiMethod``s (no protocol version)."""
         correlation_id = correlation_id or str(uuid.uuid4())
-        request_json = self._encoded.get(request, lambda r: ipc.encode(r.to_wire()))
-        if isinstance(method, ipc.UiMethod):
+        request_json = self._encoded.get(request, lambda r: broker1.encode(r.to_wire()))
+        if isinstance(method, broker1.UiMethod):
             return correlation_id, new_method_call(
                 self.ui, method.value, "ss", (correlation_id, request_json))
-        body = (ipc.PROTOCOL_VERSION, correlation_id, request_json)
+        body = (broker1.PROTOCOL_VERSION, correlation_id, request_json)
         return correlation_id, new_method_call(self.broker, method.value, "sss", body)
 
     @staticmethod
     def default_request(home_account_id: str = "",
-                        username: str = "") -> ipc.SetDefaultAccountRequest:
+                        username: str = "") -> broker1.SetDefaultAccountRequest:
         if bool(home_account_id) == bool(username):
             raise ValueError("name the account by exactly one of home_account_id or username")
-        return ipc.SetDefaultAccountRequest(home_account_id=home_account_id, username=username)
+        return broker1.SetDefaultAccountRequest(home_account_id=home_account_id, username=username)
 
     @staticmethod
-    def silent_request(auth: ipc.AuthParameters) -> ipc.TokenRequest:
+    def silent_request(auth: broker1.AuthParameters) -> broker1.TokenRequest:
         auth = dataclasses.replace(
-            auth, authorization_type=ipc.AuthorizationType.CACHED_REFRESH_TOKEN)
-        return ipc.TokenRequest(auth=auth)
+            auth, authorization_type=broker1.AuthorizationType.CACHED_REFRESH_TOKEN)
+        return broker1.TokenRequest(auth=auth)
 
-    def silent(self, auth: ipc.AuthParameters) -> ipc.TokenRequest:
+    def silent(self, auth: broker1.AuthParameters) -> broker1.TokenRequest:
         """:meth:`silent_request`, the same object for the same ``auth``."""
         return self._silent.get(auth, self.silent_request)
 
     @staticmethod
-    def interactive_request(auth: ipc.AuthParameters,
-                            parent_window_handle: int) -> ipc.TokenRequest:
-        auth = dataclasses.replace(auth, authorization_type=ipc.AuthorizationType.INTERACTIVE,
+    def interactive_request(auth: broker1.AuthParameters,
+                            parent_window_handle: int) -> broker1.TokenRequest:
+        auth = dataclasses.replace(auth, authorization_type=broker1.AuthorizationType.INTERACTIVE,
                                    parent_window=parent_window_handle,
                                    is_sign_in=auth.account is None or auth.is_sign_in)
-        return ipc.TokenRequest(auth=auth, parent_window_handle=parent_window_handle)
+        return broker1.TokenRequest(auth=auth, parent_window_handle=parent_window_handle)
 
-    def interactive(self, auth: ipc.AuthParameters, parent_window_handle: int,
+    def interactive(self, auth: broker1.AuthParameters, parent_window_handle: int,
                     correlation_id: str | None) -> tuple[Message, MatchRule, MatchRule]:
         """An interactive sign-in: (message, bus rule, local rule) as in :meth:`prompt_rules`."""
         request = self.interactive_request(auth, parent_window_handle)
-        cid, msg = self.call(ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, correlation_id)
+        cid, msg = self.call(broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, correlation_id)
         return (msg, *self.prompt_rules(cid))
 
     def ping(self) -> Message:
@@ -131,8 +134,8 @@ class Broker1Calls:
         sees the owner's unique name, so it matches on the correlation id instead.
         """
         def rule(sender: str | None) -> MatchRule:
-            r = MatchRule(type="signal", sender=sender, interface=ipc.UI_INTERFACE,
-                          member=ipc.DEVICE_CODE_SIGNAL, path=ipc.OBJECT_PATH)
+            r = MatchRule(type="signal", sender=sender, interface=broker1.UI_INTERFACE,
+                          member=broker1.DEVICE_CODE_SIGNAL, path=broker1.OBJECT_PATH)
             r.add_arg_condition(0, correlation_id)
             return r
         return rule(self.bus_name), rule(None)
@@ -158,14 +161,14 @@ class Broker1Calls:
             raise BrokerProtocolError(f"the broker failed {what} with D-Bus error {name}: {text}")
         return tuple(reply.body)
 
-    def result(self, method: ipc.AnyMethod, reply: Message, expected: type[R]) -> R:
+    def result(self, method: broker1.AnyMethod, reply: Message, expected: type[R]) -> R:
         """The reply's result, which must be an ``expected``."""
         body = self.check(reply, method.value)
         if len(body) != 1 or not isinstance(body[0], str):
             raise BrokerProtocolError(f"the broker's {method.value} reply is not one string")
         try:
-            result = self._parsed.get(method, body[0], partial(ipc.parse_response, method))
-        except ipc.WireError as exc:
+            result = self._parsed.get(method, body[0], partial(broker1.parse_response, method))
+        except broker1.WireError as exc:
             raise BrokerProtocolError(f"the broker's {method.value} reply is malformed: {exc}") \
                 from None
         if not isinstance(result, expected):
@@ -193,8 +196,8 @@ class Broker1Calls:
 class _ClientSettings:
     """What both clients are made with: the bus, the call timeout, the broker's name."""
 
-    def __init__(self, *, bus: str = "SESSION", timeout: float = ipc.CLIENT_CALL_TIMEOUT_S,
-                 bus_name: str = ipc.BUS_NAME) -> None:
+    def __init__(self, *, bus: str = "SESSION", timeout: float = broker1.CLIENT_CALL_TIMEOUT_S,
+                 bus_name: str = broker1.BUS_NAME) -> None:
         self.bus = bus
         self.timeout = timeout
         self.calls = Broker1Calls(bus_name)
@@ -251,7 +254,7 @@ class BrokerClient(_ClientSettings):
         msg = getattr(message_bus, method)(*args)
         return self.calls.check(self._roundtrip(msg, method, min(self.timeout, 25.0)), method)
 
-    def _call(self, method: ipc.AnyMethod, request: ipc.Request, expected: type[R],
+    def _call(self, method: broker1.AnyMethod, request: broker1.Request, expected: type[R],
               correlation_id: str | None = None) -> R:
         _cid, msg = self.calls.call(method, request, correlation_id)
         return self.calls.result(method, self._roundtrip(msg, method.value), expected)
@@ -271,24 +274,24 @@ class BrokerClient(_ClientSettings):
             return False
         return self.calls.bus_name in names
 
-    def get_accounts(self, client_id: str) -> list[ipc.Account]:
+    def get_accounts(self, client_id: str) -> list[broker1.Account]:
         """Every account signed in to the broker, whatever ``client_id`` (brokers share
         accounts between apps), the default one first."""
-        result = self._call(ipc.Method.GET_ACCOUNTS, ipc.GetAccountsRequest(client_id),
-                            ipc.AccountsResult)
+        result = self._call(broker1.Method.GET_ACCOUNTS, broker1.GetAccountsRequest(client_id),
+                            broker1.AccountsResult)
         return list(result.accounts)
 
-    def acquire_token_silently(self, auth: ipc.AuthParameters) -> ipc.TokenResult:
-        return self._call(ipc.Method.ACQUIRE_TOKEN_SILENTLY, self.calls.silent(auth),
-                          ipc.TokenResult)
+    def acquire_token_silently(self, auth: broker1.AuthParameters) -> broker1.TokenResult:
+        return self._call(broker1.Method.ACQUIRE_TOKEN_SILENTLY, self.calls.silent(auth),
+                          broker1.TokenResult)
 
     def acquire_token_interactively(
-        self, auth: ipc.AuthParameters, parent_window_handle: int = 1,
+        self, auth: broker1.AuthParameters, parent_window_handle: int = 1,
         on_device_code: Callable[[DeviceCodePrompt], None] | None = print_device_code,
         correlation_id: str | None = None,
-    ) -> ipc.TokenResult:
+    ) -> broker1.TokenResult:
         """Sign in; ``correlation_id`` lets another client cancel this very call."""
-        method = ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY
+        method = broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY
         msg, bus_rule, local_rule = self.calls.interactive(auth, parent_window_handle,
                                                            correlation_id)
 
@@ -307,34 +310,35 @@ class BrokerClient(_ClientSettings):
             if self._conn is not None:
                 with contextlib.suppress(Exception):
                     self._bus("RemoveMatch", bus_rule)
-        return self.calls.result(method, reply, ipc.TokenResult)
+        return self.calls.result(method, reply, broker1.TokenResult)
 
-    def remove_account(self, account: ipc.Account, client_id: str = "") -> None:
-        self._call(ipc.Method.REMOVE_ACCOUNT, ipc.RemoveAccountRequest(account, client_id),
-                   ipc.OkResult)
+    def remove_account(self, account: broker1.Account, client_id: str = "") -> None:
+        self._call(broker1.Method.REMOVE_ACCOUNT, broker1.RemoveAccountRequest(account, client_id),
+                   broker1.OkResult)
 
     def cancel_interactive_flow(self, correlation_id: str | None = None) -> None:
         """Cancel this connection's sign-ins, or the one started with ``correlation_id``."""
-        self._call(ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest(), ipc.OkResult,
+        self._call(broker1.Method.CANCEL_INTERACTIVE_FLOW, broker1.CancelRequest(),
+                   broker1.OkResult,
                    correlation_id)
 
     def get_linux_broker_version(self, client_id: str = "") -> str:
-        result = self._call(ipc.Method.GET_LINUX_BROKER_VERSION,
-                            ipc.OpaqueRequest({"clientId": client_id}), ipc.VersionResult)
+        result = self._call(broker1.Method.GET_LINUX_BROKER_VERSION,
+                            broker1.OpaqueRequest({"clientId": client_id}), broker1.VersionResult)
         return result.version
 
     def set_default_account(self, *, home_account_id: str = "", username: str = "") -> None:
         """Make a signed-in account the one ``account: null`` sign-ins get (authbroker only).
 
-        ``ipc.BrokerError`` (status ACCOUNT_NOT_FOUND) when no such account is signed in.
+        ``broker1.BrokerError`` (status ACCOUNT_NOT_FOUND) when no such account is signed in.
         """
         request = self.calls.default_request(home_account_id, username)
-        self._call(ipc.UiMethod.SET_DEFAULT_ACCOUNT, request, ipc.OkResult)
+        self._call(broker1.UiMethod.SET_DEFAULT_ACCOUNT, request, broker1.OkResult)
 
-    def get_default_account(self) -> ipc.Account | None:
+    def get_default_account(self) -> broker1.Account | None:
         """The account ``account: null`` sign-ins get, if any (authbroker only)."""
-        result = self._call(ipc.UiMethod.GET_DEFAULT_ACCOUNT, ipc.OpaqueRequest(),
-                            ipc.DefaultAccountResult)
+        result = self._call(broker1.UiMethod.GET_DEFAULT_ACCOUNT, broker1.OpaqueRequest(),
+                            broker1.DefaultAccountResult)
         return result.account
 
 
@@ -384,7 +388,7 @@ class AsyncBrokerClient(_ClientSettings):
         return self.calls.check(await self._roundtrip(msg, method, min(self.timeout, 25.0)),
                                 method)
 
-    async def _call(self, method: ipc.AnyMethod, request: ipc.Request, expected: type[R],
+    async def _call(self, method: broker1.AnyMethod, request: broker1.Request, expected: type[R],
                     correlation_id: str | None = None) -> R:
         _cid, msg = self.calls.call(method, request, correlation_id)
         return self.calls.result(method, await self._roundtrip(msg, method.value), expected)
@@ -403,22 +407,23 @@ class AsyncBrokerClient(_ClientSettings):
             return False
         return self.calls.bus_name in names
 
-    async def get_accounts(self, client_id: str) -> list[ipc.Account]:
-        result = await self._call(ipc.Method.GET_ACCOUNTS, ipc.GetAccountsRequest(client_id),
-                                  ipc.AccountsResult)
+    async def get_accounts(self, client_id: str) -> list[broker1.Account]:
+        result = await self._call(broker1.Method.GET_ACCOUNTS,
+                                  broker1.GetAccountsRequest(client_id),
+                                  broker1.AccountsResult)
         return list(result.accounts)
 
-    async def acquire_token_silently(self, auth: ipc.AuthParameters) -> ipc.TokenResult:
+    async def acquire_token_silently(self, auth: broker1.AuthParameters) -> broker1.TokenResult:
         request = self.calls.silent(auth)
-        return await self._call(ipc.Method.ACQUIRE_TOKEN_SILENTLY, request, ipc.TokenResult)
+        return await self._call(broker1.Method.ACQUIRE_TOKEN_SILENTLY, request, broker1.TokenResult)
 
     async def acquire_token_interactively(
-        self, auth: ipc.AuthParameters, parent_window_handle: int = 1,
+        self, auth: broker1.AuthParameters, parent_window_handle: int = 1,
         on_device_code: DeviceCodeCallback | None = print_device_code,
         correlation_id: str | None = None,
-    ) -> ipc.TokenResult:
+    ) -> broker1.TokenResult:
         """Sign in; ``correlation_id`` lets another client cancel this very call."""
-        method = ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY
+        method = broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY
         msg, bus_rule, local_rule = self.calls.interactive(auth, parent_window_handle,
                                                            correlation_id)
         router = await self._connection()
@@ -449,30 +454,32 @@ class AsyncBrokerClient(_ClientSettings):
                 if self._router is not None:
                     with contextlib.suppress(Exception):
                         await self._bus("RemoveMatch", bus_rule)
-        return self.calls.result(method, reply, ipc.TokenResult)
+        return self.calls.result(method, reply, broker1.TokenResult)
 
-    async def remove_account(self, account: ipc.Account, client_id: str = "") -> None:
-        request = ipc.RemoveAccountRequest(account, client_id)
-        await self._call(ipc.Method.REMOVE_ACCOUNT, request, ipc.OkResult)
+    async def remove_account(self, account: broker1.Account, client_id: str = "") -> None:
+        request = broker1.RemoveAccountRequest(account, client_id)
+        await self._call(broker1.Method.REMOVE_ACCOUNT, request, broker1.OkResult)
 
     async def cancel_interactive_flow(self, correlation_id: str | None = None) -> None:
         """Cancel this connection's sign-ins, or the one started with ``correlation_id``."""
-        await self._call(ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest(), ipc.OkResult,
+        await self._call(broker1.Method.CANCEL_INTERACTIVE_FLOW, broker1.CancelRequest(),
+                         broker1.OkResult,
                          correlation_id)
 
     async def get_linux_broker_version(self, client_id: str = "") -> str:
-        result = await self._call(ipc.Method.GET_LINUX_BROKER_VERSION,
-                                  ipc.OpaqueRequest({"clientId": client_id}), ipc.VersionResult)
+        result = await self._call(broker1.Method.GET_LINUX_BROKER_VERSION,
+                                  broker1.OpaqueRequest({"clientId": client_id}),
+                                  broker1.VersionResult)
         return result.version
 
     async def set_default_account(self, *, home_account_id: str = "",
                                   username: str = "") -> None:
         """See :meth:`BrokerClient.set_default_account`."""
         request = self.calls.default_request(home_account_id, username)
-        await self._call(ipc.UiMethod.SET_DEFAULT_ACCOUNT, request, ipc.OkResult)
+        await self._call(broker1.UiMethod.SET_DEFAULT_ACCOUNT, request, broker1.OkResult)
 
-    async def get_default_account(self) -> ipc.Account | None:
+    async def get_default_account(self) -> broker1.Account | None:
         """See :meth:`BrokerClient.get_default_account`."""
-        result = await self._call(ipc.UiMethod.GET_DEFAULT_ACCOUNT, ipc.OpaqueRequest(),
-                                  ipc.DefaultAccountResult)
+        result = await self._call(broker1.UiMethod.GET_DEFAULT_ACCOUNT, broker1.OpaqueRequest(),
+                                  broker1.DefaultAccountResult)
         return result.account

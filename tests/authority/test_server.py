@@ -174,8 +174,8 @@ def test_unexpected_exception_becomes_entra_error_without_secrets(tmp_path, capl
 
     from authbroker.authority.app import create_app
     from authbroker.authority.directory import Clients, Directory
-    from authbroker.authority.state import Authority
-    from authbroker.authority.tokens import Minter, SigningKey
+    from authbroker.authority.minting import Minter, SigningKey
+    from authbroker.authority.state import AuthorityState
 
     caplog.set_level(logging.INFO, logger="authbroker.authority")
 
@@ -183,7 +183,7 @@ def test_unexpected_exception_becomes_entra_error_without_secrets(tmp_path, capl
         raise RuntimeError("refresh_token=SECRET-VALUE")
 
     async def main() -> tuple[int, dict]:
-        state = Authority(Directory.demo(), Clients(),
+        state = AuthorityState(Directory.demo(), Clients(),
                           Minter(SigningKey.load_or_create(tmp_path / "k.pem"), 3600))
         app = create_app(state)
         app.router.add_get("/boom", broken)

@@ -17,7 +17,7 @@ from jeepney import DBusAddress, MessageType, new_method_call
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import Proxy, open_dbus_connection
 
-from authbroker import ipc
+from authbroker import broker1
 from authbroker.client import BrokerClient
 from fixtures.daemon import DaemonProcess, daemon_argv
 
@@ -33,12 +33,12 @@ def own_daemon(bus, tmp_path: Path, *extra: str) -> DaemonProcess:
 
 
 def owner_pid(bus) -> int:
-    return int(bus.call_bus("GetConnectionUnixProcessID", ipc.BUS_NAME)[0])
+    return int(bus.call_bus("GetConnectionUnixProcessID", broker1.BUS_NAME)[0])
 
 
 def wait_gone(bus, pid: int, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
-    while bus.name_has_owner(ipc.BUS_NAME) or _alive(pid):
+    while bus.name_has_owner(broker1.BUS_NAME) or _alive(pid):
         if time.monotonic() > deadline:
             raise TimeoutError(f"daemon {pid} still running")
         time.sleep(0.02)
@@ -55,7 +55,8 @@ def _alive(pid: int) -> bool:
 
 
 def timed_first_ping(bus) -> float:
-    addr = DBusAddress(ipc.OBJECT_PATH, bus_name=ipc.BUS_NAME, interface=ipc.PEER_INTERFACE)
+    addr = DBusAddress(broker1.OBJECT_PATH, bus_name=broker1.BUS_NAME,
+                       interface=broker1.PEER_INTERFACE)
     with closing(open_dbus_connection(bus.address)) as conn:
         started = time.monotonic()
         reply = conn.send_and_get_reply(new_method_call(addr, "Ping"), timeout=10)
@@ -65,8 +66,8 @@ def timed_first_ping(bus) -> float:
 
 
 def test_dbus_activation_answers_the_first_ping_fast(dbus_session, tmp_path):
-    dbus_session.write_service_file(ipc.BUS_NAME, store_argv(tmp_path))
-    assert not dbus_session.name_has_owner(ipc.BUS_NAME)
+    dbus_session.write_service_file(broker1.BUS_NAME, store_argv(tmp_path))
+    assert not dbus_session.name_has_owner(broker1.BUS_NAME)
     elapsed = timed_first_ping(dbus_session)
     pid = owner_pid(dbus_session)
     try:
@@ -74,7 +75,7 @@ def test_dbus_activation_answers_the_first_ping_fast(dbus_session, tmp_path):
         assert elapsed < 1.0
         with BrokerClient(timeout=30) as client:  # the core is ready shortly after
             assert client.get_accounts(CLIENT_ID) == []
-            assert client.get_linux_broker_version() == ipc.BROKER_VERSION
+            assert client.get_linux_broker_version() == broker1.BROKER_VERSION
     finally:
         os.kill(pid, signal.SIGTERM)
     wait_gone(dbus_session, pid)
@@ -82,7 +83,7 @@ def test_dbus_activation_answers_the_first_ping_fast(dbus_session, tmp_path):
 
 def test_a_broker1_call_activates_the_daemon(dbus_session, tmp_path):
     """pymsalruntime's first call may be a Broker1 method rather than a Ping."""
-    dbus_session.write_service_file(ipc.BUS_NAME, store_argv(tmp_path))
+    dbus_session.write_service_file(broker1.BUS_NAME, store_argv(tmp_path))
     with BrokerClient(timeout=30) as client:
         assert client.get_accounts(CLIENT_ID) == []
     pid = owner_pid(dbus_session)
@@ -91,7 +92,7 @@ def test_a_broker1_call_activates_the_daemon(dbus_session, tmp_path):
 
 
 def test_idle_exit_then_reactivation(dbus_session, tmp_path):
-    dbus_session.write_service_file(ipc.BUS_NAME, store_argv(tmp_path, "--idle-exit", "0.5"))
+    dbus_session.write_service_file(broker1.BUS_NAME, store_argv(tmp_path, "--idle-exit", "0.5"))
     timed_first_ping(dbus_session)
     first = owner_pid(dbus_session)
     wait_gone(dbus_session, first, timeout=10)
@@ -110,23 +111,24 @@ def test_daemon_never_writes_stdout_and_stops_cleanly_on_sigterm(
     with BrokerClient(timeout=30) as client:
         client.ping()
         assert client.get_accounts(CLIENT_ID) == []
-        with pytest.raises(ipc.BrokerError) as info:
-            client.acquire_token_silently(ipc.AuthParameters(client_id=CLIENT_ID,
+        with pytest.raises(broker1.BrokerError) as info:
+            client.acquire_token_silently(broker1.AuthParameters(client_id=CLIENT_ID,
                                                              requested_scopes=("User.Read",)))
-        assert info.value.status in (ipc.Status.INTERACTION_REQUIRED,
-                                     ipc.Status.ACCOUNT_UNUSABLE)
+        assert info.value.status in (broker1.Status.INTERACTION_REQUIRED,
+                                     broker1.Status.ACCOUNT_UNUSABLE)
     with closing(open_dbus_connection(dbus_session.address)) as conn:
-        bad = new_method_call(DBusAddress(ipc.OBJECT_PATH, bus_name=ipc.BUS_NAME,
-                                          interface=ipc.INTERFACE),
+        bad = new_method_call(DBusAddress(broker1.OBJECT_PATH, bus_name=broker1.BUS_NAME,
+                                          interface=broker1.INTERFACE),
                               "acquireTokenSilently", "sss", ("0.0", "c", "{oops"))
         reply = json.loads(conn.send_and_get_reply(bad, timeout=10).body[0])
-        assert reply["brokerTokenResponse"]["error"]["status"] == ipc.Status.API_CONTRACT_VIOLATION
+        status = reply["brokerTokenResponse"]["error"]["status"]
+        assert status == broker1.Status.API_CONTRACT_VIOLATION
     proc.stop(signal.SIGTERM)
     out, err = proc.stdout_text(), proc.log_text()
     assert proc.returncode == 0, err
     assert out == ""
     assert "stopped serving" in err
-    assert not dbus_session.name_has_owner(ipc.BUS_NAME)
+    assert not dbus_session.name_has_owner(broker1.BUS_NAME)
 
 
 def test_sigint_also_stops_cleanly(dbus_session, tmp_path, started_daemons):
@@ -146,10 +148,10 @@ def test_a_second_daemon_exits_with_a_clear_error(dbus_session, tmp_path, starte
                             capture_output=True, timeout=30)
     assert second.returncode == 3
     assert second.stdout == b""
-    assert f"{ipc.BUS_NAME} is already owned".encode() in second.stderr
+    assert f"{broker1.BUS_NAME} is already owned".encode() in second.stderr
     assert f"process {first.pid}".encode() in second.stderr
     with closing(open_dbus_connection(dbus_session.address)) as conn:
-        owner = Proxy(message_bus, conn).GetConnectionUnixProcessID(ipc.BUS_NAME)[0]
+        owner = Proxy(message_bus, conn).GetConnectionUnixProcessID(broker1.BUS_NAME)[0]
     assert owner == first.pid  # the first one keeps serving
 
 
@@ -162,15 +164,16 @@ def test_pymsalruntime_import_activates_the_daemon(dbus_session, secret_service,
     dbus_session.update_activation_environment({
         "AUTHBROKER_AUTHORITY": authority.authority,
         "REQUESTS_CA_BUNDLE": authority.ca_bundle, "CURL_CA_BUNDLE": authority.ca_bundle,
-        "BROWSER": f"{sys.executable} -m authbroker.useragent %s",
+        "BROWSER": f"{sys.executable} -m authbroker.devkit.useragent %s",
         "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CONFIG_HOME": str(tmp_path / "config"),
     })
-    dbus_session.write_service_file(ipc.BUS_NAME, store_argv(tmp_path))
-    assert not dbus_session.name_has_owner(ipc.BUS_NAME)
+    dbus_session.write_service_file(broker1.BUS_NAME, store_argv(tmp_path))
+    assert not dbus_session.name_has_owner(broker1.BUS_NAME)
     client_env = dict(dbus_session.env, BROWSER="/bin/false %s",  # no silent browser fallback
                       REQUESTS_CA_BUNDLE=authority.ca_bundle, CURL_CA_BUNDLE=authority.ca_bundle)
     done = subprocess.run(
-        [sys.executable, str(Path(__file__).with_name("msal_client.py")), authority.authority,
+        [sys.executable, str(Path(__file__).parents[1] / "fixtures" / "msal_client.py"),
+         authority.authority,
          authority.tenant_id, CLIENT_ID, "https://storage.azure.com/.default", "select"],
         env=client_env, capture_output=True, text=True, timeout=150)
     pid = owner_pid(dbus_session)

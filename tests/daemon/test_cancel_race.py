@@ -13,12 +13,12 @@ import contextlib
 import time
 
 import pytest
-from desktop_notifications import NotificationServer
 from test_core import auth, make_core
 
-from authbroker import ipc
-from authbroker.daemon.api import CallContext, DeviceCodePrompt
-from authbroker.daemon.ui import SignIn
+from authbroker import broker1
+from authbroker.daemon.handler import CallContext, DeviceCodePrompt
+from authbroker.daemon.signin import SignIn
+from fixtures.desktop_notifications import NotificationServer
 
 STEPS = range(80)  # event-loop iterations between the prompt and the cancel
 
@@ -39,14 +39,14 @@ async def cancelled_after(core, steps: int) -> float:
 
     call = CallContext(correlation_id=f"race-{steps}", sender=":1.5", uid=0,
                        announce_device_code=announce)
-    request = ipc.TokenRequest(auth(interactive=True), parent_window_handle=1)
+    request = broker1.TokenRequest(auth(interactive=True), parent_window_handle=1)
     try:
-        with pytest.raises(ipc.BrokerError) as err:
+        with pytest.raises(broker1.BrokerError) as err:
             await asyncio.wait_for(
-                core.handle(ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, call), 5)
+                core.handle(broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, call), 5)
     except TimeoutError:
         return float("inf")
-    assert err.value.status == ipc.Status.USER_CANCELED
+    assert err.value.status == broker1.Status.USER_CANCELED
     return time.monotonic() - cancelled_at[0]
 
 
@@ -78,9 +78,9 @@ def test_a_flow_that_swallows_its_cancel_does_not_hold_up_the_answer() -> None:
         sign_in = SignIn("stubborn", ":1.5")
         asyncio.get_running_loop().call_later(0.2, sign_in.cancel)
         started = time.monotonic()
-        with pytest.raises(ipc.BrokerError) as err:
+        with pytest.raises(broker1.BrokerError) as err:
             await sign_in.run(swallows_once(), timeout=60)
-        assert err.value.status == ipc.Status.USER_CANCELED
+        assert err.value.status == broker1.Status.USER_CANCELED
         return time.monotonic() - started
 
     assert asyncio.run(scenario()) < 3

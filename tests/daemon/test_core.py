@@ -16,15 +16,15 @@ import jwt
 import msal
 import pytest
 import requests
-from desktop_notifications import NotificationServer
 
-from authbroker import ipc
+from authbroker import broker1
 from authbroker.config import Settings
-from authbroker.daemon.api import CallContext, DeviceCodePrompt
-from authbroker.daemon.core import BrokerCore
+from authbroker.daemon.broker import BrokerCore
+from authbroker.daemon.handler import CallContext, DeviceCodePrompt
 from authbroker.daemon.store import Store
-from authbroker.useragent import device_login, sign_in
+from authbroker.devkit.useragent import device_login, sign_in
 from fixtures.authority import start_authority
+from fixtures.desktop_notifications import NotificationServer
 
 CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 OTHER_CLIENT_ID = "7f7a0f3e-1b2c-4d5e-8f90-a1b2c3d4e5f6"
@@ -69,19 +69,19 @@ def nobody(url: str) -> bool:
 def auth(
     *,
     authority: str = "https://127.0.0.1/organizations",
-    account: ipc.Account | None = None,
+    account: broker1.Account | None = None,
     client_id: str = CLIENT_ID,
     scopes: tuple[str, ...] = (SCOPE,),
     interactive: bool = False,
     **kwargs: Any,
-) -> ipc.AuthParameters:
-    return ipc.AuthParameters(
+) -> broker1.AuthParameters:
+    return broker1.AuthParameters(
         client_id=client_id,
         requested_scopes=scopes,
         authority=authority,
-        authorization_type=ipc.AuthorizationType.INTERACTIVE
+        authorization_type=broker1.AuthorizationType.INTERACTIVE
         if interactive
-        else ipc.AuthorizationType.CACHED_REFRESH_TOKEN,
+        else broker1.AuthorizationType.CACHED_REFRESH_TOKEN,
         account=account,
         is_sign_in=account is None,
         **kwargs,
@@ -106,23 +106,24 @@ def make_core(
     )
 
 
-async def interactive(core: BrokerCore, **kwargs: Any) -> ipc.TokenResult:
-    request = ipc.TokenRequest(auth(interactive=True, **kwargs), parent_window_handle=1)
-    result = await core.handle(ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, ctx())
-    assert isinstance(result, ipc.TokenResult)
+async def interactive(core: BrokerCore, **kwargs: Any) -> broker1.TokenResult:
+    request = broker1.TokenRequest(auth(interactive=True, **kwargs), parent_window_handle=1)
+    result = await core.handle(broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, ctx())
+    assert isinstance(result, broker1.TokenResult)
     return result
 
 
-async def silent(core: BrokerCore, **kwargs: Any) -> ipc.TokenResult:
-    request = ipc.TokenRequest(auth(**kwargs))
-    result = await core.handle(ipc.Method.ACQUIRE_TOKEN_SILENTLY, request, ctx())
-    assert isinstance(result, ipc.TokenResult)
+async def silent(core: BrokerCore, **kwargs: Any) -> broker1.TokenResult:
+    request = broker1.TokenRequest(auth(**kwargs))
+    result = await core.handle(broker1.Method.ACQUIRE_TOKEN_SILENTLY, request, ctx())
+    assert isinstance(result, broker1.TokenResult)
     return result
 
 
-async def accounts(core: BrokerCore) -> list[ipc.Account]:
-    result = await core.handle(ipc.Method.GET_ACCOUNTS, ipc.GetAccountsRequest(CLIENT_ID), ctx())
-    assert isinstance(result, ipc.AccountsResult)
+async def accounts(core: BrokerCore) -> list[broker1.Account]:
+    result = await core.handle(broker1.Method.GET_ACCOUNTS, broker1.GetAccountsRequest(CLIENT_ID),
+                               ctx())
+    assert isinstance(result, broker1.AccountsResult)
     return list(result.accounts)
 
 
@@ -136,7 +137,7 @@ def test_browser_sign_in_then_silent_and_accounts(authority, tmp_path: Path) -> 
         assert token.account.environment == "127.0.0.1"
         home = f"{token.account.local_account_id}.{authority.tenant_id}"
         assert token.account.home_account_id == home
-        assert ipc.decode_client_info(token.client_info) == tuple(
+        assert broker1.decode_client_info(token.client_info) == tuple(
             token.account.home_account_id.split(".")
         )
         assert set(token.granted_scopes) >= {SCOPE}
@@ -227,16 +228,16 @@ def test_several_accounts_default_and_remove(authority, tmp_path: Path) -> None:
         assert (await silent(core)).account.username == USER  # type: ignore[union-attr]
 
         await core.handle(
-            ipc.Method.REMOVE_ACCOUNT,
-            ipc.RemoveAccountRequest(first.account, CLIENT_ID),
+            broker1.Method.REMOVE_ACCOUNT,
+            broker1.RemoveAccountRequest(first.account, CLIENT_ID),
             ctx(),
         )
         assert [a.username for a in await accounts(core)] == [SECOND]
         assert not core.engine.has_refresh_token(first.account.home_account_id)
         assert core.engine.has_refresh_token(second.account.home_account_id)
-        with pytest.raises(ipc.BrokerError) as err:
+        with pytest.raises(broker1.BrokerError) as err:
             await silent(core, account=first.account)
-        assert err.value.status == ipc.Status.INTERACTION_REQUIRED
+        assert err.value.status == broker1.Status.INTERACTION_REQUIRED
         # the remaining account became the default
         assert (await silent(core)).account.username == SECOND  # type: ignore[union-attr]
         await core.aclose()
@@ -251,18 +252,19 @@ def test_several_accounts_default_and_remove(authority, tmp_path: Path) -> None:
 
 def test_a_chosen_default_outlives_later_sign_ins(authority, tmp_path: Path) -> None:
     store = tmp_path / "store.enc"
-    choose = ipc.UiMethod.SET_DEFAULT_ACCOUNT
+    choose = broker1.UiMethod.SET_DEFAULT_ACCOUNT
 
     async def scenario() -> None:
         core = make_core(authority.authority, store, person())
         first = await interactive(core)
-        await core.handle(choose, ipc.SetDefaultAccountRequest(username=USER), ctx())
+        await core.handle(choose, broker1.SetDefaultAccountRequest(username=USER), ctx())
         core._open_url = person(SECOND)
         second = await interactive(core)  # another app signs another person in
         assert first.account and second.account
         assert (await silent(core)).account.username == USER  # type: ignore[union-attr]
-        default = await core.handle(ipc.UiMethod.GET_DEFAULT_ACCOUNT, ipc.OpaqueRequest(), ctx())
-        assert isinstance(default, ipc.DefaultAccountResult)
+        default = await core.handle(broker1.UiMethod.GET_DEFAULT_ACCOUNT, broker1.OpaqueRequest(),
+                                    ctx())
+        assert isinstance(default, broker1.DefaultAccountResult)
         assert default.account and default.account.username == USER
         await core.aclose()
 
@@ -279,9 +281,9 @@ def test_a_chosen_default_outlives_later_sign_ins(authority, tmp_path: Path) -> 
 def test_no_account_means_interaction_required(authority) -> None:
     async def scenario() -> None:
         core = make_core(authority.authority, None)
-        with pytest.raises(ipc.BrokerError) as err:
+        with pytest.raises(broker1.BrokerError) as err:
             await silent(core)
-        assert err.value.status == ipc.Status.INTERACTION_REQUIRED
+        assert err.value.status == broker1.Status.INTERACTION_REQUIRED
         assert await accounts(core) == []
         await core.aclose()
 
@@ -300,11 +302,11 @@ def test_device_code_flow_reaches_the_caller_and_signs_in(authority) -> None:
 
     async def scenario() -> None:
         core = make_core(authority.authority, None, ui="device-code")
-        request = ipc.TokenRequest(auth(interactive=True), parent_window_handle=1)
+        request = broker1.TokenRequest(auth(interactive=True), parent_window_handle=1)
         result = await core.handle(
-            ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, ctx(announce_device_code=announce)
+            broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, ctx(announce_device_code=announce)
         )
-        assert isinstance(result, ipc.TokenResult)
+        assert isinstance(result, broker1.TokenResult)
         assert result.account and result.account.username == SECOND
         assert len(prompts) == 1 and prompts[0].user_code in prompts[0].message
         assert prompts[0].verification_uri.startswith(authority.authority)
@@ -322,17 +324,18 @@ def test_cancel_interactive_flow_ends_sign_in_with_user_canceled(authority, mode
         assert not task.done()
         # another app's (late) cancel leaves this sign-in alone
         stranger = CallContext(correlation_id="late", sender=":1.99", uid=0)
-        await core.handle(ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest(), stranger)
+        await core.handle(broker1.Method.CANCEL_INTERACTIVE_FLOW, broker1.CancelRequest(), stranger)
         await asyncio.sleep(0.3)
         assert not task.done()
         started = time.monotonic()
         reply = await core.handle(
-            ipc.Method.CANCEL_INTERACTIVE_FLOW, ipc.CancelRequest("user closed it"), ctx("x")
+            broker1.Method.CANCEL_INTERACTIVE_FLOW, broker1.CancelRequest("user closed it"),
+            ctx("x"),
         )
-        assert isinstance(reply, ipc.OkResult)
-        with pytest.raises(ipc.BrokerError) as err:
+        assert isinstance(reply, broker1.OkResult)
+        with pytest.raises(broker1.BrokerError) as err:
             await task
-        assert err.value.status == ipc.Status.USER_CANCELED
+        assert err.value.status == broker1.Status.USER_CANCELED
         assert time.monotonic() - started < 2
         await core.aclose()
 
@@ -343,7 +346,7 @@ def test_sign_in_times_out_with_an_error(authority) -> None:
     async def scenario() -> None:
         core = make_core(authority.authority, None, timeout=1.5)
         started = time.monotonic()
-        with pytest.raises(ipc.BrokerError) as err:
+        with pytest.raises(broker1.BrokerError) as err:
             await interactive(core)
         assert time.monotonic() - started < 5
         assert err.value.status not in (7, 12, 23)
@@ -358,7 +361,7 @@ def test_unreachable_authority_names_the_setting(authority) -> None:
         # no configured authority: msal's port-less authority goes to 127.0.0.1:443
         core = BrokerCore(None, Settings(authority=None, ui="browser", backend=None),
                           open_url=nobody)
-        with pytest.raises(ipc.BrokerError) as err:
+        with pytest.raises(broker1.BrokerError) as err:
             await interactive(core)
         assert err.value.status in (3, 5)  # NoNetwork / ServerTemporarilyUnavailable
         assert "AUTHBROKER_AUTHORITY" in err.value.context
@@ -404,7 +407,7 @@ def test_claims_challenge_bypasses_cache_but_capabilities_do_not(authority) -> N
 CP1 = '{"access_token":{"xms_cc":{"values":["CP1"]}}}'
 
 
-def xms_cc(token: ipc.TokenResult) -> list[str] | None:
+def xms_cc(token: broker1.TokenResult) -> list[str] | None:
     return jwt.decode(token.access_token, options={"verify_signature": False}).get("xms_cc")
 
 
@@ -462,9 +465,9 @@ def test_a_cae_sign_in_then_a_plain_request_gets_a_plain_token(authority) -> Non
         assert cae.account
         await core.remove_account(cae.account.home_account_id)
         for claims in ("", CP1):
-            with pytest.raises(ipc.BrokerError) as err:
+            with pytest.raises(broker1.BrokerError) as err:
                 await silent(core, account=cae.account, decoded_claims=claims)
-            assert err.value.status == ipc.Status.INTERACTION_REQUIRED
+            assert err.value.status == broker1.Status.INTERACTION_REQUIRED
         await core.aclose()
 
     asyncio.run(scenario())
@@ -493,7 +496,7 @@ def test_concurrent_plain_and_cae_refreshes_of_one_account(tmp_path: Path, autho
 def test_a_store_of_the_single_cache_format_is_migrated(authority, tmp_path: Path) -> None:
     path = tmp_path / "store.enc"
 
-    async def sign_in_with_the_old_format() -> ipc.TokenResult:
+    async def sign_in_with_the_old_format() -> broker1.TokenResult:
         core = make_core(authority.authority, None, person())
         token = await interactive(core)
         # what the daemon wrote before CAE had its own cache: one msal cache, version 1
@@ -503,7 +506,7 @@ def test_a_store_of_the_single_cache_format_is_migrated(authority, tmp_path: Pat
         await core.aclose()
         return token
 
-    async def upgraded(token: ipc.TokenResult) -> None:
+    async def upgraded(token: broker1.TokenResult) -> None:
         core = make_core(authority.authority, path)  # nobody to sign in: must not be needed
         assert [a.username for a in await accounts(core)] == [USER]
         plain = await silent(core)
@@ -525,9 +528,9 @@ def test_revoked_refresh_token_asks_for_interaction(authority) -> None:
         cache = core.engine.cache  # as if the authority had revoked the refresh token
         for rt in list(cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN)):
             cache.update_rt(rt, "not-a-refresh-token")
-        with pytest.raises(ipc.BrokerError) as err:
+        with pytest.raises(broker1.BrokerError) as err:
             await silent(core, account=token.account, force_refresh=True)
-        assert err.value.status == ipc.Status.INTERACTION_REQUIRED
+        assert err.value.status == broker1.Status.INTERACTION_REQUIRED
         assert err.value.error_code > 0  # the AADSTS number
         assert "not-a-refresh-token" not in err.value.context
         await core.aclose()
@@ -539,13 +542,14 @@ def test_unsupported_methods_and_version(authority) -> None:
     async def scenario() -> None:
         core = make_core(authority.authority, None)
         version = await core.handle(
-            ipc.Method.GET_LINUX_BROKER_VERSION, ipc.OpaqueRequest({}), ctx()
+            broker1.Method.GET_LINUX_BROKER_VERSION, broker1.OpaqueRequest({}), ctx()
         )
-        assert isinstance(version, ipc.VersionResult) and version.version
-        for method in (ipc.Method.ACQUIRE_PRT_SSO_COOKIE, ipc.Method.GENERATE_SIGNED_HTTP_REQUEST):
-            with pytest.raises(ipc.BrokerError) as err:
-                await core.handle(method, ipc.OpaqueRequest({}), ctx())
-            assert err.value.status == ipc.Status.UNEXPECTED
+        assert isinstance(version, broker1.VersionResult) and version.version
+        for method in (broker1.Method.ACQUIRE_PRT_SSO_COOKIE,
+                       broker1.Method.GENERATE_SIGNED_HTTP_REQUEST):
+            with pytest.raises(broker1.BrokerError) as err:
+                await core.handle(method, broker1.OpaqueRequest({}), ctx())
+            assert err.value.status == broker1.Status.UNEXPECTED
             assert "not supported yet" in err.value.context
             assert set(err.value.to_error_object()) >= {"status", "errorCode", "tag", "context"}
         await core.aclose()
@@ -557,7 +561,7 @@ def test_no_secret_in_logs_or_store_bytes(authority, tmp_path: Path, caplog) -> 
     caplog.set_level(logging.DEBUG)
     store = tmp_path / "store.enc"
 
-    async def scenario() -> tuple[ipc.TokenResult, list[str]]:
+    async def scenario() -> tuple[broker1.TokenResult, list[str]]:
         core = make_core(authority.authority, store, person())
         token = await interactive(core)
         await silent(core, force_refresh=True)
@@ -593,11 +597,11 @@ def test_without_a_browser_the_device_code_prompt_reaches_caller_and_desktop(
     async def scenario() -> None:
         core = BrokerCore(None, Settings(authority=authority.authority, ui=None, backend=None),
                           open_url=person())  # never used: no browser can open
-        request = ipc.TokenRequest(auth(interactive=True), parent_window_handle=1)
+        request = broker1.TokenRequest(auth(interactive=True), parent_window_handle=1)
         result = await core.handle(
-            ipc.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, ctx(announce_device_code=announce)
+            broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, ctx(announce_device_code=announce)
         )
-        assert isinstance(result, ipc.TokenResult)
+        assert isinstance(result, broker1.TokenResult)
         assert result.account and result.account.username == USER
         await core.aclose()
 
@@ -621,7 +625,7 @@ def test_hint_prompt_claims_and_passthrough_travel_to_the_authority(authority) -
 
     challenge = json.dumps({"access_token": {"acrs": {"essential": True, "value": "c1"}}})
 
-    async def scenario() -> ipc.TokenResult:
+    async def scenario() -> broker1.TokenResult:
         core = make_core(authority.authority, None, open_url)
         token = await interactive(
             core, username=PERSONAL, prompt="login", decoded_claims=challenge,
@@ -643,10 +647,10 @@ def test_hint_prompt_claims_and_passthrough_travel_to_the_authority(authority) -
 
 
 def test_authority_that_went_away_is_named_with_the_setting(tmp_path: Path, authority) -> None:
-    async def sign_in_then(core: BrokerCore, stop: Callable[[], None]) -> ipc.BrokerError:
+    async def sign_in_then(core: BrokerCore, stop: Callable[[], None]) -> broker1.BrokerError:
         await interactive(core)
         stop()
-        with pytest.raises(ipc.BrokerError) as err:
+        with pytest.raises(broker1.BrokerError) as err:
             await silent(core, force_refresh=True)
         return err.value
 
@@ -654,7 +658,7 @@ def test_authority_that_went_away_is_named_with_the_setting(tmp_path: Path, auth
         core = make_core(gone.authority, None, person())
         error = asyncio.run(sign_in_then(core, lambda: (gone.process.terminate(),
                                                          gone.process.wait(10))))
-    assert error.status == ipc.Status.NO_NETWORK
+    assert error.status == broker1.Status.NO_NETWORK
     assert "AUTHBROKER_AUTHORITY" in error.context
     assert gone.authority in error.context
     asyncio.run(core.aclose())
@@ -709,9 +713,9 @@ def test_remove_account_during_a_refresh_stays_removed(tmp_path: Path, authority
             refreshing = asyncio.ensure_future(silent(core))  # 60 s tokens: needs a refresh
             await asyncio.sleep(0.2)  # the refresh is on the wire
             await core.remove_account(hid)
-            with pytest.raises(ipc.BrokerError) as err:
+            with pytest.raises(broker1.BrokerError) as err:
                 await refreshing
-            assert err.value.status == ipc.Status.INTERACTION_REQUIRED
+            assert err.value.status == broker1.Status.INTERACTION_REQUIRED
             assert await accounts(core) == []
             assert not core.engine.has_refresh_token(hid)
             await core.aclose()
@@ -741,14 +745,14 @@ def test_remove_account_during_a_refresh_stays_removed(tmp_path: Path, authority
 )
 def test_where_requests_go(requested: str, configured: str | None, expected: str,
                            discovery: bool) -> None:
-    from authbroker.daemon.engine import resolve_authority
+    from authbroker.daemon.msal_engine import resolve_authority
 
     target = resolve_authority(requested, configured)
     assert (target.authority, target.instance_discovery) == (expected, discovery)
 
 
 def test_claims_split_into_capabilities_and_challenge() -> None:
-    from authbroker.daemon.engine import split_claims
+    from authbroker.daemon.msal_engine import split_claims
 
     cp1 = {"access_token": {"xms_cc": {"values": ["CP1"]}}}
     assert split_claims(json.dumps(cp1)).capabilities == ("CP1",)
@@ -758,6 +762,6 @@ def test_claims_split_into_capabilities_and_challenge() -> None:
     assert split.capabilities == ("CP1",)
     assert json.loads(split.challenge or "") == {"access_token": {"nbf": {"essential": True}}}
     assert split_claims("") == split_claims("  ")
-    with pytest.raises(ipc.BrokerError) as err:
+    with pytest.raises(broker1.BrokerError) as err:
         split_claims("{not json")
-    assert err.value.status == ipc.Status.API_CONTRACT_VIOLATION
+    assert err.value.status == broker1.Status.API_CONTRACT_VIOLATION

@@ -12,23 +12,23 @@ import pytest
 from jeepney import DBusAddress, MessageType, new_method_call
 from test_cli import SCOPE, SECOND, USER, cli, daemon, env  # noqa: F401  (env: a fixture)
 
-from authbroker import ipc
+from authbroker import broker1
 from authbroker.client import AsyncBrokerClient, BrokerClient
 
 CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
-UI = DBusAddress(ipc.OBJECT_PATH, bus_name=ipc.BUS_NAME, interface=ipc.UI_INTERFACE)
+UI = DBusAddress(broker1.OBJECT_PATH, bus_name=broker1.BUS_NAME, interface=broker1.UI_INTERFACE)
 NO_BROWSER = {"BROWSER": "/bin/false %s"}  # from here on no sign-in can happen
 
 
-def default_sign_in(client: BrokerClient) -> ipc.TokenResult:
+def default_sign_in(client: BrokerClient) -> broker1.TokenResult:
     """What pymsalruntime sends for the default account: ``account: null``, ``isSignIn``."""
-    auth = ipc.AuthParameters(client_id=CLIENT_ID, requested_scopes=(SCOPE,),
+    auth = broker1.AuthParameters(client_id=CLIENT_ID, requested_scopes=(SCOPE,),
                               authority="https://127.0.0.1/organizations")
     assert auth.to_wire()["account"] is None and auth.to_wire()["isSignIn"] is True
     return client.acquire_token_silently(auth)
 
 
-def user_of(token: ipc.TokenResult) -> str:
+def user_of(token: broker1.TokenResult) -> str:
     assert token.account is not None
     claims = jwt.decode(token.access_token, options={"verify_signature": False})
     assert claims["upn"] == token.account.username
@@ -36,7 +36,8 @@ def user_of(token: ipc.TokenResult) -> str:
 
 
 def set_default_raw(conn, request: dict) -> dict:
-    msg = new_method_call(UI, ipc.SET_DEFAULT_ACCOUNT, "ss", ("corr-default", json.dumps(request)))
+    msg = new_method_call(UI, broker1.SET_DEFAULT_ACCOUNT, "ss", ("corr-default",
+                                                                  json.dumps(request)))
     reply = conn.send_and_get_reply(msg, timeout=10)
     assert reply.header.message_type is MessageType.method_return, reply.body
     return json.loads(reply.body[0])
@@ -65,9 +66,9 @@ def test_chosen_default_serves_account_null_sign_ins_and_survives_a_restart(
         chosen = client.get_default_account()
         assert chosen is not None and chosen.username == USER
 
-        with pytest.raises(ipc.BrokerError) as err:
+        with pytest.raises(broker1.BrokerError) as err:
             client.set_default_account(username="nobody@contoso.example")
-        assert err.value.status == ipc.Status.ACCOUNT_NOT_FOUND
+        assert err.value.status == broker1.Status.ACCOUNT_NOT_FOUND
         assert "nobody@contoso.example is not signed in" in err.value.context
         assert USER in err.value.context and SECOND in err.value.context
         assert user_of(default_sign_in(client)) == USER  # nothing changed
@@ -77,7 +78,7 @@ def test_chosen_default_serves_account_null_sign_ins_and_survives_a_restart(
             assert set_default_raw(conn, {"homeAccountId": chosen.home_account_id}) == {"ok": True}
             reply = set_default_raw(conn, {"homeAccountId": "no.such"})
             assert set(reply) == {"error"}
-            assert reply["error"]["status"] == int(ipc.Status.ACCOUNT_NOT_FOUND)
+            assert reply["error"]["status"] == int(broker1.Status.ACCOUNT_NOT_FOUND)
             assert isinstance(reply["error"]["tag"], int) and reply["error"]["context"]
 
     with daemon(dbus_session, run_env, tmp_path, **NO_BROWSER), BrokerClient(timeout=30) as client:
@@ -105,7 +106,7 @@ def test_cli_set_default_and_the_async_client(dbus_session, two_accounts, tmp_pa
         token = cli(run_env, "token", "--scope", SCOPE, "--output", "json")
         assert json.loads(token.stdout)["username"] == USER
 
-        async def choose_second() -> ipc.Account | None:
+        async def choose_second() -> broker1.Account | None:
             async with AsyncBrokerClient(timeout=30) as client:
                 await client.set_default_account(username=SECOND)
                 return await client.get_default_account()

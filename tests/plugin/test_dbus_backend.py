@@ -17,7 +17,7 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity._internal import within_dac
 
-from authbroker.ipc import INTERFACE
+from authbroker.broker1 import INTERFACE
 from azure.identity import AuthenticationRequiredError, CredentialUnavailableError
 from azure.identity.broker import InteractiveBrowserBrokerCredential
 from azure.identity.broker.aio import InteractiveBrowserBrokerCredential as AioCredential

@@ -12,10 +12,10 @@ from azure.core.exceptions import ClientAuthenticationError
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import Proxy
 
-from authbroker.backends import native
-from authbroker.backends.select import Selection, default_order, diagnose
-from authbroker.ipc import BUS_NAME
-from authbroker.plugin_run import SyncRunner
+from authbroker.broker1 import BUS_NAME
+from authbroker.plugin.backends import native
+from authbroker.plugin.backends.select import Selection, default_order, diagnose
+from authbroker.plugin.drivers import SyncRunner
 from azure.identity import CredentialUnavailableError
 from azure.identity.broker import InteractiveBrowserBrokerCredential
 from plugin.conftest import STORAGE_SCOPE, USERNAME, claims_of, sign_ins

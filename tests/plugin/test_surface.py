@@ -16,8 +16,8 @@ from azure.identity._internal import within_dac
 
 import azure.identity.broker as broker
 import azure.identity.broker.aio as broker_aio
-from authbroker.backends.base import BackendError, Kind
-from authbroker.plugin_core import Options, PluginCore
+from authbroker.plugin.backends.base import BackendError, Kind
+from authbroker.plugin.core import Options, PluginCore
 from azure.identity import (
     AuthenticationRecord,
     CredentialUnavailableError,
@@ -107,8 +107,8 @@ def test_import_is_lazy() -> None:
     """Importing the package must not load any backend, D-Bus, pymsalruntime or JWT code."""
     code = (
         "import sys, azure.identity.broker, azure.identity.broker.aio\n"
-        "heavy = ('authbroker.backends.dbus', 'authbroker.backends.native', "
-        "'authbroker.backends.browser', 'authbroker.client', 'jeepney', 'pymsalruntime', "
+        "heavy = ('authbroker.plugin.backends.dbus', 'authbroker.plugin.backends.native', "
+        "'authbroker.plugin.backends.browser', 'authbroker.client', 'jeepney', 'pymsalruntime', "
         "'msal.broker', 'jwt')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
     )

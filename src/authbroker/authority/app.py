@@ -10,10 +10,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from authbroker.authority import authorize, errors, token
+from authbroker.authority import authorize, errors, token_endpoint
 from authbroker.authority.directory import CONSUMER_TENANT_ID
 from authbroker.authority.errors import EntraError
-from authbroker.authority.state import STATE_KEY, Authority, authority_of
+from authbroker.authority.state import STATE_KEY, AuthorityState, authority_of
 
 log = logging.getLogger("authbroker.authority")
 access_log = logging.getLogger("authbroker.authority.http")
@@ -23,7 +23,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _error_response(request: web.Request, exc: EntraError) -> web.Response:
     correlation = request.headers.get("client-request-id", "")[:64] or None
-    return web.json_response(exc.body(correlation), status=exc.status, headers=token.NO_STORE)
+    return web.json_response(exc.body(correlation), status=exc.status,
+                             headers=token_endpoint.NO_STORE)
 
 
 @web.middleware
@@ -53,12 +54,12 @@ async def entra_middleware(request: web.Request, handler: Handler) -> web.Stream
                         (time.perf_counter() - started) * 1000)
 
 
-def _segment_out(st: Authority, segment: str) -> str:
+def _segment_out(st: AuthorityState, segment: str) -> str:
     """The tenant as it appears in endpoint URLs (a domain is replaced by the tenant GUID)."""
     return st.directory.tenant_id if segment.lower() == st.directory.domain else segment
 
 
-def _issuer_tenant(st: Authority, segment: str) -> str:
+def _issuer_tenant(st: AuthorityState, segment: str) -> str:
     seg = segment.lower()
     if seg in ("organizations", "common"):
         return "{tenantid}"
@@ -80,7 +81,8 @@ async def openid_configuration(request: web.Request) -> web.Response:
         "jwks_uri": f"{base}/discovery/v2.0/keys",
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "fragment", "form_post"],
-        "grant_types_supported": ["authorization_code", "refresh_token", token.DEVICE_CODE_GRANT],
+        "grant_types_supported": ["authorization_code", "refresh_token",
+                                  token_endpoint.DEVICE_CODE_GRANT],
         "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
@@ -132,7 +134,7 @@ async def index(request: web.Request) -> web.Response:
     })
 
 
-def create_app(st: Authority) -> web.Application:
+def create_app(st: AuthorityState) -> web.Application:
     app = web.Application(middlewares=[entra_middleware], client_max_size=256 * 1024)
     app[STATE_KEY] = st
     app.router.add_get("/", index)
@@ -141,8 +143,8 @@ def create_app(st: Authority) -> web.Application:
     app.router.add_get("/{tenant}/discovery/v2.0/keys", jwks)
     app.router.add_get("/{tenant}/oauth2/v2.0/authorize", authorize.authorize_get)
     app.router.add_post("/{tenant}/oauth2/v2.0/authorize", authorize.authorize_post)
-    app.router.add_post("/{tenant}/oauth2/v2.0/token", token.token)
-    app.router.add_post("/{tenant}/oauth2/v2.0/devicecode", token.devicecode)
+    app.router.add_post("/{tenant}/oauth2/v2.0/token", token_endpoint.token)
+    app.router.add_post("/{tenant}/oauth2/v2.0/devicecode", token_endpoint.devicecode)
     app.router.add_get("/devicelogin", authorize.devicelogin_get)
     app.router.add_post("/devicelogin", authorize.devicelogin_post)
     return app

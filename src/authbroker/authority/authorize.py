@@ -14,9 +14,9 @@ from authbroker.authority import errors, pages
 from authbroker.authority.directory import User
 from authbroker.authority.errors import EntraError
 from authbroker.authority.flows import CodeRecord, Transaction
+from authbroker.authority.minting import client_info
 from authbroker.authority.scopes import parse_claims, parse_scopes
-from authbroker.authority.state import Authority, authority_of
-from authbroker.authority.tokens import client_info
+from authbroker.authority.state import AuthorityState, authority_of
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ def deliver_error(params: dict[str, str], error: EntraError) -> web.Response:
     })
 
 
-def _validate(st: Authority, segment: str, params: dict[str, str]) -> None:
+def _validate(st: AuthorityState, segment: str, params: dict[str, str]) -> None:
     """Checks whose failure must not go to the redirect URI, then the ones that may."""
     try:
         st.tenant(segment)
@@ -96,7 +96,7 @@ def _validate(st: Authority, segment: str, params: dict[str, str]) -> None:
     parse_claims(params.get("claims"))
 
 
-def _issue(st: Authority, params: dict[str, str], user: User, auth_time: int) -> web.Response:
+def _issue(st: AuthorityState, params: dict[str, str], user: User, auth_time: int) -> web.Response:
     record = CodeRecord(
         client_id=params["client_id"], redirect_uri=params["redirect_uri"],
         code_challenge=params["code_challenge"], user=user, scope=params.get("scope", ""),
@@ -108,7 +108,7 @@ def _issue(st: Authority, params: dict[str, str], user: User, auth_time: int) ->
 
 
 def _session_accounts(
-    st: Authority, request: web.Request, tx: Transaction,
+    st: AuthorityState, request: web.Request, tx: Transaction,
 ) -> dict[str, int]:
     """Accounts signed in in this browser that may be used for this request."""
     session = st.flows.session(request.cookies.get(SESSION_COOKIE))
@@ -177,7 +177,7 @@ async def authorize_get(request: web.Request) -> web.Response:
     return _sign_in_page(request, tx_id, tx, username=hint)
 
 
-def _user(st: Authority, username: str) -> User:
+def _user(st: AuthorityState, username: str) -> User:
     user = st.directory.user(username)
     assert user is not None  # accounts come from _session_accounts, which checked
     return user

@@ -15,9 +15,9 @@ from aiohttp import web
 from authbroker.authority.app import create_app
 from authbroker.authority.directory import Clients, Directory
 from authbroker.authority.flows import Flows
+from authbroker.authority.minting import Minter, SigningKey
 from authbroker.authority.pki import PkiPaths, ensure_pki
-from authbroker.authority.state import Authority
-from authbroker.authority.tokens import Minter, SigningKey
+from authbroker.authority.state import AuthorityState
 
 
 @dataclass
@@ -40,7 +40,7 @@ class RunningAuthority:
     port: int
     pki: PkiPaths
     data_dir: Path
-    state: Authority = field(repr=False)
+    state: AuthorityState = field(repr=False)
 
     @property
     def info(self) -> dict[str, Any]:
@@ -75,7 +75,7 @@ async def serve(config: AuthorityConfig) -> AsyncIterator[RunningAuthority]:
         Directory.from_file(config.users_file) if config.users_file else Directory.demo()
     )
     clients = Clients.from_file(config.clients_file) if config.clients_file else Clients()
-    state = Authority(
+    state = AuthorityState(
         directory=directory, clients=clients,
         minter=Minter(SigningKey.load_or_create(data_dir / "signing-key.pem"),
                       config.token_lifetime),

@@ -9,11 +9,11 @@ from aiohttp import web
 from authbroker.authority import errors
 from authbroker.authority.directory import Clients, Directory, TenantScope
 from authbroker.authority.flows import Flows
-from authbroker.authority.tokens import Minter
+from authbroker.authority.minting import Minter
 
 
 @dataclass
-class Authority:
+class AuthorityState:
     directory: Directory
     clients: Clients
     minter: Minter
@@ -32,8 +32,8 @@ class Authority:
             raise errors.unknown_client(client_id[:100])
 
 
-STATE_KEY = web.AppKey("authority", Authority)
+STATE_KEY = web.AppKey("authority", AuthorityState)
 
 
-def authority_of(request: web.Request) -> Authority:
+def authority_of(request: web.Request) -> AuthorityState:
     return request.app[STATE_KEY]

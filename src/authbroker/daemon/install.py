@@ -25,10 +25,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from authbroker import ipc
+from authbroker import broker1
 from authbroker.config import config_dir, data_home
 
-DBUS_SERVICE_FILE = f"{ipc.BUS_NAME}.service"
+DBUS_SERVICE_FILE = f"{broker1.BUS_NAME}.service"
 SYSTEMD_UNIT = "authbroker-broker.service"
 SYSTEM_DBUS_SERVICES = (Path("/usr/share/dbus-1/services"),
                         Path("/usr/local/share/dbus-1/services"))
@@ -53,7 +53,7 @@ def dbus_service_text(argv: Sequence[str]) -> str:
         "# D-Bus activation of the authbroker Broker1 broker (written by "
         "'authbroker install-service')\n"
         "[D-BUS Service]\n"
-        f"Name={ipc.BUS_NAME}\n"
+        f"Name={broker1.BUS_NAME}\n"
         f"Exec={shlex.join(argv)}\n"
         f"SystemdService={SYSTEMD_UNIT}\n"
     )
@@ -64,11 +64,11 @@ def systemd_unit_text(argv: Sequence[str]) -> str:
         "# authbroker Broker1 broker, started on demand through D-Bus activation (written by\n"
         "# 'authbroker install-service'). Its log: journalctl --user -u authbroker-broker\n"
         "[Unit]\n"
-        f"Description=authbroker authentication broker ({ipc.BUS_NAME})\n"
+        f"Description=authbroker authentication broker ({broker1.BUS_NAME})\n"
         "\n"
         "[Service]\n"
         "Type=dbus\n"
-        f"BusName={ipc.BUS_NAME}\n"
+        f"BusName={broker1.BUS_NAME}\n"
         f"ExecStart={' '.join(_systemd_quote(a) for a in argv)}\n"
         "Restart=on-failure\n"
         "RestartSec=1\n"

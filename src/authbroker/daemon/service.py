@@ -1,4 +1,4 @@
-"""The D-Bus façade of the daemon: owns ``ipc.BUS_NAME`` and turns Broker1 calls into handler calls.
+"""The D-Bus façade of the daemon: owns the Broker1 bus name and turns calls into handler calls.
 
 One receive loop (jeepney asyncio connection + jeepney's reply matcher) reads every message from
 the bus. It is running before ``RequestName`` is sent, so the call that activated us (usually
@@ -7,13 +7,13 @@ never lost. Each Broker1 call then runs as its own task: a slow interactive sign
 up another caller.
 
 For every Broker1 call the service asks the bus for the caller's uid (never trusting the
-message), refuses other users, parses the request with ``ipc.parse_request`` and awaits
-``Handler.handle``. Our own ``ipc.UiMethod``s on ``ipc.UI_INTERFACE`` (``SetDefaultAccount``,
-``GetDefaultAccount``: ``(s correlation_id, s request_json) -> s``) go the same way, uid check
-included. Every outcome — a result, an ``ipc.BrokerError``, a malformed request, a
-wrong D-Bus signature, a bug — becomes a JSON reply: a call is never left unanswered and the
-daemon does not crash. Logs carry the method, a sanitised correlation id, the duration and the
-status, never a request or response body.
+message), refuses other users, parses the request with ``broker1.parse_request`` and awaits
+``Handler.handle``. Our own ``broker1.UiMethod``s on ``broker1.UI_INTERFACE``
+(``SetDefaultAccount``, ``GetDefaultAccount``: ``(s correlation_id, s request_json) -> s``)
+go the same way, uid check included. Every outcome (a result, a ``broker1.BrokerError``, a
+malformed request, a wrong D-Bus signature, a bug) becomes a JSON reply: a call is never left
+unanswered and the daemon does not crash. Logs carry the method, a sanitised correlation id,
+the duration and the status, never a request or response body.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ from jeepney.io.asyncio import DBusConnection, open_dbus_connection
 from jeepney.io.common import ReplyMatcher
 from jeepney.wrappers import unwrap_msg
 
-from authbroker import ipc
-from authbroker.daemon.api import CallContext, DeviceCodePrompt, Handler
+from authbroker import broker1
+from authbroker.broker1.memo import IdentityMemo, TextMemo
+from authbroker.daemon.handler import CallContext, DeviceCodePrompt, Handler
 from authbroker.errors import AuthBrokerError, BrokerUnavailableError
-from authbroker.wirememo import IdentityMemo, TextMemo
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,8 @@ _BUS_CALL_TIMEOUT_S = 10.0
 _UID_CACHE_SIZE = 512
 #: Calls running at once; beyond this a caller gets a "busy" error object at once.
 MAX_CALLS_IN_FLIGHT = 64
-_METHODS = {m.value: m for m in ipc.Method}
-_UI_METHODS = {m.value: m for m in ipc.UiMethod}
+_METHODS = {m.value: m for m in broker1.Method}
+_UI_METHODS = {m.value: m for m in broker1.UiMethod}
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._:-]")
 
 
@@ -85,7 +85,7 @@ def quoteattr(value: str) -> str:
 
 
 def introspection_xml() -> str:
-    """Introspection data for ``ipc.OBJECT_PATH``."""
+    """Introspection data for ``broker1.OBJECT_PATH``."""
     args = (
         '      <arg type="s" name="protocol_version" direction="in"/>\n'
         '      <arg type="s" name="correlation_id" direction="in"/>\n'
@@ -93,28 +93,28 @@ def introspection_xml() -> str:
         '      <arg type="s" name="result" direction="out"/>\n'
     )
     methods = "".join(f"    <method name={quoteattr(m.value)}>\n{args}    </method>\n"
-                      for m in ipc.Method)
+                      for m in broker1.Method)
     ui_args = args.split("\n", 1)[1]  # no protocol_version
     ui_methods = "".join(f"    <method name={quoteattr(m.value)}>\n{ui_args}    </method>\n"
-                         for m in ipc.UiMethod)
+                         for m in broker1.UiMethod)
     return (
         '<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"\n'
         ' "http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">\n'
         "<node>\n"
-        f"  <interface name={quoteattr(ipc.INTERFACE)}>\n{methods}  </interface>\n"
-        f"  <interface name={quoteattr(ipc.UI_INTERFACE)}>\n{ui_methods}"
-        f"    <signal name={quoteattr(ipc.DEVICE_CODE_SIGNAL)}>\n"
+        f"  <interface name={quoteattr(broker1.INTERFACE)}>\n{methods}  </interface>\n"
+        f"  <interface name={quoteattr(broker1.UI_INTERFACE)}>\n{ui_methods}"
+        f"    <signal name={quoteattr(broker1.DEVICE_CODE_SIGNAL)}>\n"
         '      <arg type="s" name="correlation_id"/>\n'
         '      <arg type="s" name="prompt_json"/>\n'
         "    </signal>\n"
         "  </interface>\n"
-        f"  <interface name={quoteattr(ipc.PEER_INTERFACE)}>\n"
+        f"  <interface name={quoteattr(broker1.PEER_INTERFACE)}>\n"
         '    <method name="Ping"/>\n'
         '    <method name="GetMachineId">\n'
         '      <arg type="s" name="machine_uuid" direction="out"/>\n'
         "    </method>\n"
         "  </interface>\n"
-        f"  <interface name={quoteattr(ipc.INTROSPECTABLE_INTERFACE)}>\n"
+        f"  <interface name={quoteattr(broker1.INTROSPECTABLE_INTERFACE)}>\n"
         '    <method name="Introspect">\n'
         '      <arg type="s" name="xml_data" direction="out"/>\n'
         "    </method>\n"
@@ -126,9 +126,9 @@ def introspection_xml() -> str:
 def _parent_node_xml(path: str) -> str | None:
     """Introspection of an ancestor of the object path (so bus browsers can walk to it)."""
     prefix = path.rstrip("/") + "/"
-    if not ipc.OBJECT_PATH.startswith(prefix):
+    if not broker1.OBJECT_PATH.startswith(prefix):
         return None
-    child = ipc.OBJECT_PATH[len(prefix):].split("/")[0]
+    child = broker1.OBJECT_PATH[len(prefix):].split("/")[0]
     return f"<node>\n  <node name={quoteattr(child)}/>\n</node>\n"
 
 
@@ -153,7 +153,7 @@ def _where(exc: BaseException) -> str:
 
 
 class BrokerService:
-    """Serve ``handler`` on the bus as ``ipc.BUS_NAME``.
+    """Serve ``handler`` on the bus as ``broker1.BUS_NAME``.
 
     ``expected_uid`` is the only uid whose calls are served (default: our own). ``idle_exit``
     (seconds) releases the name and returns from :meth:`run` after that long without calls —
@@ -165,7 +165,7 @@ class BrokerService:
         handler: Handler,
         *,
         bus: str | None = None,
-        bus_name: str = ipc.BUS_NAME,
+        bus_name: str = broker1.BUS_NAME,
         expected_uid: int | None = None,
         idle_exit: float | None = None,
     ) -> None:
@@ -177,7 +177,7 @@ class BrokerService:
         self._conn: DBusConnection | None = None
         self._replies = ReplyMatcher()
         self._uids: OrderedDict[str, int] = OrderedDict()
-        self._requests: TextMemo[ipc.Request] = TextMemo()  # repeated silent calls
+        self._requests: TextMemo[broker1.Request] = TextMemo()  # repeated silent calls
         self._encoded: IdentityMemo[str] = IdentityMemo()  # the core's cached results
         self._tasks: set[asyncio.Task[None]] = set()
         self._receiver: asyncio.Task[None] | None = None
@@ -207,7 +207,7 @@ class BrokerService:
                 hint="another broker (Microsoft's identity broker or another authbroker daemon) "
                 "is running; stop it first",
             )
-        log.info("serving %s at %s as %s (uid %d)", self.bus_name, ipc.OBJECT_PATH,
+        log.info("serving %s at %s as %s (uid %d)", self.bus_name, broker1.OBJECT_PATH,
                  self.unique_name, self.expected_uid)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
@@ -342,26 +342,26 @@ class BrokerService:
         interface = fields.get(HeaderFields.interface)
         member = fields.get(HeaderFields.member, "")
         try:
-            if interface == ipc.PEER_INTERFACE or (interface is None and member in (
+            if interface == broker1.PEER_INTERFACE or (interface is None and member in (
                     "Ping", "GetMachineId")):
                 await self._serve_peer(msg, member)
-            elif interface == ipc.INTROSPECTABLE_INTERFACE or (
+            elif interface == broker1.INTROSPECTABLE_INTERFACE or (
                     interface is None and member == "Introspect"):
                 await self._serve_introspect(msg, path, member)
-            elif interface in (ipc.INTERFACE, None) and member in _METHODS:
-                if path != ipc.OBJECT_PATH:
+            elif interface in (broker1.INTERFACE, None) and member in _METHODS:
+                if path != broker1.OBJECT_PATH:
                     await self._error(msg, _ERR_UNKNOWN_OBJECT, f"no object at {path}")
                 else:
                     await self._serve_broker_call(msg, _METHODS[member])
-            elif interface in (ipc.UI_INTERFACE, None) and member in _UI_METHODS:
-                if path != ipc.OBJECT_PATH:
+            elif interface in (broker1.UI_INTERFACE, None) and member in _UI_METHODS:
+                if path != broker1.OBJECT_PATH:
                     await self._error(msg, _ERR_UNKNOWN_OBJECT, f"no object at {path}")
                 else:
                     await self._serve_broker_call(msg, _UI_METHODS[member])
-            elif interface in (ipc.INTERFACE, ipc.UI_INTERFACE):
+            elif interface in (broker1.INTERFACE, broker1.UI_INTERFACE):
                 await self._error(msg, _ERR_UNKNOWN_METHOD,
                                   f"{interface} has no method {member!r}")
-            elif path not in (ipc.OBJECT_PATH,) and _parent_node_xml(path) is None:
+            elif path not in (broker1.OBJECT_PATH,) and _parent_node_xml(path) is None:
                 await self._error(msg, _ERR_UNKNOWN_OBJECT, f"no object at {path}")
             else:
                 await self._error(msg, _ERR_UNKNOWN_INTERFACE if interface else _ERR_UNKNOWN_METHOD,
@@ -383,14 +383,14 @@ class BrokerService:
     async def _serve_introspect(self, msg: Message, path: str, member: str) -> None:
         if member != "Introspect":
             await self._error(msg, _ERR_UNKNOWN_METHOD, f"no method {member!r}")
-        elif path == ipc.OBJECT_PATH:
+        elif path == broker1.OBJECT_PATH:
             await self._reply(msg, "s", (introspection_xml(),))
         elif (xml := _parent_node_xml(path)) is not None:
             await self._reply(msg, "s", (xml,))
         else:
             await self._error(msg, _ERR_UNKNOWN_OBJECT, f"no object at {path}")
 
-    async def _serve_broker_call(self, msg: Message, method: ipc.AnyMethod) -> None:
+    async def _serve_broker_call(self, msg: Message, method: broker1.AnyMethod) -> None:
         started = time.monotonic()
         sender = msg.header.fields.get(HeaderFields.sender, "")
         signature = msg.header.fields.get(HeaderFields.signature, "")
@@ -401,58 +401,59 @@ class BrokerService:
         try:
             reply = await self._broker_reply(method, sender, signature, body, correlation_id)
         except asyncio.CancelledError:
-            reply = ipc.encode(ipc.BrokerError(
-                ipc.Status.TRANSIENT_ERROR, "the broker is shutting down; try again",
+            reply = broker1.encode(broker1.BrokerError(
+                broker1.Status.TRANSIENT_ERROR, "the broker is shutting down; try again",
                 tag="service.shutdown").to_wire(method))
             self._log_call(method, correlation_id, started,
-                           f"status {int(ipc.Status.TRANSIENT_ERROR)} (shutdown)")
+                           f"status {int(broker1.Status.TRANSIENT_ERROR)} (shutdown)")
             await asyncio.shield(self._reply(msg, "s", (reply,)))
             raise
-        except ipc.BrokerError as exc:
-            reply = ipc.encode(exc.to_wire(method))
+        except broker1.BrokerError as exc:
+            reply = broker1.encode(exc.to_wire(method))
             outcome = f"status {int(exc.status)}"
         except _Refused as exc:
-            reply = ipc.encode(exc.error.to_wire(method))
+            reply = broker1.encode(exc.error.to_wire(method))
             outcome = exc.outcome
         except Exception as exc:
             log.error("%s correlation=%s failed with unexpected %s at %s", method.value,
                       safe_id(correlation_id), type(exc).__name__, _where(exc))
-            reply = ipc.encode(ipc.BrokerError(
-                ipc.Status.UNEXPECTED,
+            reply = broker1.encode(broker1.BrokerError(
+                broker1.Status.UNEXPECTED,
                 f"internal broker error ({type(exc).__name__}); see the broker's log",
                 tag="service.unexpected").to_wire(method))
-            outcome = f"status {int(ipc.Status.UNEXPECTED)} (internal error)"
+            outcome = f"status {int(broker1.Status.UNEXPECTED)} (internal error)"
         self._log_call(method, correlation_id, started, outcome)  # before the caller can see it
         await self._reply(msg, "s", (reply,))
 
     async def _broker_reply(
-        self, method: ipc.AnyMethod, sender: str, signature: str, body: tuple, correlation_id: str
+        self, method: broker1.AnyMethod, sender: str, signature: str, body: tuple,
+        correlation_id: str,
     ) -> str:
         if len(self._tasks) > MAX_CALLS_IN_FLIGHT:
-            raise ipc.BrokerError(ipc.Status.TRANSIENT_ERROR,
+            raise broker1.BrokerError(broker1.Status.TRANSIENT_ERROR,
                                   "the broker is busy with too many calls; try again",
                                   tag="service.busy")
         try:
             uid = await self.uid_of(sender)
         except Exception as exc:
-            raise _Refused(ipc.BrokerError(
-                ipc.Status.INCORRECT_CONFIGURATION, "the broker could not identify the caller",
+            raise _Refused(broker1.BrokerError(
+                broker1.Status.INCORRECT_CONFIGURATION, "the broker could not identify the caller",
                 tag="service.uid-lookup"), outcome=f"uid lookup failed ({type(exc).__name__})",
             ) from exc
         if uid != self.expected_uid:
-            raise _Refused(ipc.BrokerError(
-                ipc.Status.INCORRECT_CONFIGURATION,
+            raise _Refused(broker1.BrokerError(
+                broker1.Status.INCORRECT_CONFIGURATION,
                 f"this broker serves uid {self.expected_uid} only; the caller runs as uid {uid}",
                 tag="service.foreign-uid"), outcome=f"refused foreign uid {uid}")
         if signature != _signature(method):
-            raise ipc.BrokerError(
-                ipc.Status.API_CONTRACT_VIOLATION,
+            raise broker1.BrokerError(
+                broker1.Status.API_CONTRACT_VIOLATION,
                 f"{method.value} takes {_ARGS[_signature(method)]}, not D-Bus signature "
                 f"{signature!r}", tag="service.signature")
         try:
-            request = self._requests.get(method, body[-1], partial(ipc.parse_request, method))
-        except ipc.WireError as exc:
-            raise ipc.BrokerError(ipc.Status.API_CONTRACT_VIOLATION,
+            request = self._requests.get(method, body[-1], partial(broker1.parse_request, method))
+        except broker1.WireError as exc:
+            raise broker1.BrokerError(broker1.Status.API_CONTRACT_VIOLATION,
                                   f"malformed {method.value} request: {exc}",
                                   tag="service.parse") from None
         ctx = CallContext(  # the handler logs the id: give it the log-safe form
@@ -460,13 +461,13 @@ class BrokerService:
             announce_device_code=partial(self._announce, sender, correlation_id),
         )
         result = await self.handler.handle(method, request, ctx)
-        return self._encoded.get(result, lambda r: ipc.encode(r.to_wire()))
+        return self._encoded.get(result, lambda r: broker1.encode(r.to_wire()))
 
     async def _announce(self, destination: str, correlation_id: str,
                         prompt: DeviceCodePrompt) -> None:
         """Send the device-code prompt to the caller only (a unicast signal)."""
-        emitter = DBusAddress(ipc.OBJECT_PATH, interface=ipc.UI_INTERFACE)
-        signal = new_signal(emitter, ipc.DEVICE_CODE_SIGNAL, "ss",
+        emitter = DBusAddress(broker1.OBJECT_PATH, interface=broker1.UI_INTERFACE)
+        signal = new_signal(emitter, broker1.DEVICE_CODE_SIGNAL, "ss",
                             (correlation_id, json.dumps(prompt.to_wire())))
         if destination:
             signal.header.fields[HeaderFields.destination] = destination
@@ -474,7 +475,7 @@ class BrokerService:
         log.info("device-code prompt sent to %s (correlation %s)", destination,
                  safe_id(correlation_id))
 
-    def _log_call(self, method: ipc.AnyMethod, correlation_id: str, started: float,
+    def _log_call(self, method: broker1.AnyMethod, correlation_id: str, started: float,
                   outcome: str) -> None:
         # Answered routine calls (silent tokens, account lists) are the hot path: DEBUG, so a
         # busy broker's log stays readable and cheap. Sign-ins and every failure stay at INFO.
@@ -484,23 +485,23 @@ class BrokerService:
                     safe_id(correlation_id), outcome, (time.monotonic() - started) * 1000)
 
 
-_ROUTINE = frozenset({ipc.Method.ACQUIRE_TOKEN_SILENTLY, ipc.Method.GET_ACCOUNTS,
-                      ipc.Method.GET_LINUX_BROKER_VERSION})
+_ROUTINE = frozenset({broker1.Method.ACQUIRE_TOKEN_SILENTLY, broker1.Method.GET_ACCOUNTS,
+                      broker1.Method.GET_LINUX_BROKER_VERSION})
 
 _ARGS = {"sss": "three strings (protocol_version, correlation_id, request_json)",
           "ss": "two strings (correlation_id, request_json)"}
 
 
-def _signature(method: ipc.AnyMethod) -> str:
+def _signature(method: broker1.AnyMethod) -> str:
     """Broker1 methods take (protocol_version, correlation_id, request_json); ours drop the
     protocol version."""
-    return "sss" if isinstance(method, ipc.Method) else "ss"
+    return "sss" if isinstance(method, broker1.Method) else "ss"
 
 
 class _Refused(Exception):
     """A call refused before it reached the handler (``outcome`` is for the log)."""
 
-    def __init__(self, error: ipc.BrokerError, *, outcome: str) -> None:
+    def __init__(self, error: broker1.BrokerError, *, outcome: str) -> None:
         super().__init__(error.context)
         self.error = error
         self.outcome = outcome

@@ -46,8 +46,8 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
         disable_interactive_fallback = bool(kwargs.pop("disable_interactive_fallback", False))
         super().__init__(**kwargs)
         # imported here, not at module level: `import azure.identity.broker` stays cheap
-        from authbroker.plugin_core import PluginCore, check_authority
-        from authbroker.plugin_run import SyncRunner
+        from authbroker.plugin.core import PluginCore, check_authority
+        from authbroker.plugin.drivers import SyncRunner
 
         check_authority(self._authority, self._tenant_id)
         self._parent_window_handle = parent_window_handle
@@ -61,7 +61,7 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
     # -- shared with the aio twin --------------------------------------------------------------
 
     def _plugin_options(self) -> Any:
-        from authbroker.plugin_core import Options
+        from authbroker.plugin.core import Options
 
         return Options(
             client_id=self._client_id,
@@ -79,7 +79,7 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
         )
 
     def _msal_settings(self) -> Any:
-        from authbroker.backends.msal_apps import MsalSettings
+        from authbroker.plugin.backends.msal_apps import MsalSettings
 
         def cache_for(is_cae: bool) -> Any:
             cache = self._cae_cache if is_cae else self._cache
@@ -94,14 +94,14 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
 
     def _make_backend(self, name: str) -> Any:
         if name == "dbus":
-            from authbroker.backends.dbus import DBusBackend
+            from authbroker.plugin.backends.dbus import DBusBackend
 
             return DBusBackend()
         if name == "native":
-            from authbroker.backends.native import NativeBackend
+            from authbroker.plugin.backends.native import NativeBackend
 
             return NativeBackend(self._msal_settings())
-        from authbroker.backends.browser import BrowserBackend
+        from authbroker.plugin.backends.browser import BrowserBackend
 
         return BrowserBackend(self._msal_settings())
 
@@ -143,7 +143,7 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
         """One interactive sign-in (azure-identity's hook); returns msal's result shape."""
         import time
 
-        from authbroker.plugin_core import Interactive
+        from authbroker.plugin.core import Interactive
 
         query = self._plugin.query(scopes, kwargs, kwargs)
         token = self._runner.execute(Interactive("select_account"), query)
@@ -156,7 +156,7 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from authbroker.plugin_run import SyncRunner
+        from authbroker.plugin.drivers import SyncRunner
 
         super().__setstate__(state)
         self._runner = SyncRunner(self._make_backend)

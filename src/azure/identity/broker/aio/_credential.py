@@ -29,7 +29,7 @@ class InteractiveBrowserBrokerCredential:
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        from authbroker.plugin_run_async import AsyncRunner
+        from authbroker.plugin.drivers_async import AsyncRunner
 
         self._sync = _SyncCredential(**kwargs)
         self._plugin = self._sync._plugin
@@ -38,10 +38,10 @@ class InteractiveBrowserBrokerCredential:
 
     def _make_backend(self, name: str) -> Any:
         if name == "dbus":
-            from authbroker.backends.dbus import AsyncDBusBackend
+            from authbroker.plugin.backends.dbus import AsyncDBusBackend
 
             return AsyncDBusBackend()
-        from authbroker.plugin_run_async import ThreadedBackend
+        from authbroker.plugin.drivers_async import ThreadedBackend
 
         return ThreadedBackend(self._sync._make_backend(name))
 

@@ -1,0 +1,154 @@
+"""The machine side: ``/{tenant}/oauth2/v2.0/token`` (authorization_code with PKCE S256,
+refresh_token with rotation, device_code) and ``/{tenant}/oauth2/v2.0/devicecode``."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from authbroker.authority import errors
+from authbroker.authority.flows import DeviceRecord, RefreshRecord
+from authbroker.authority.minting import Grant, b64url
+from authbroker.authority.scopes import (
+    ScopeRequest,
+    client_capabilities,
+    parse_claims,
+    parse_scopes,
+)
+from authbroker.authority.state import AuthorityState, authority_of
+
+log = logging.getLogger(__name__)
+
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+async def read_form(request: web.Request) -> dict[str, str]:
+    if request.content_type != "application/x-www-form-urlencoded":
+        raise errors.malformed_request("the body must be application/x-www-form-urlencoded")
+    try:
+        form = await request.post()
+    except (ValueError, UnicodeDecodeError):
+        raise errors.malformed_request("the form body cannot be decoded") from None
+    out: dict[str, str] = {}
+    for key, value in form.items():
+        if not isinstance(value, str):
+            raise errors.malformed_request("file uploads are not accepted")
+        out.setdefault(key, value)
+    return out
+
+
+def _require(form: dict[str, str], name: str) -> str:
+    value = form.get(name, "")
+    if not value:
+        raise errors.missing_parameter(name)
+    return value
+
+
+def _client(st: AuthorityState, request: web.Request, form: dict[str, str]) -> str:
+    if ("client_secret" in form or "client_assertion" in form
+            or request.headers.get("Authorization", "").lower().startswith("basic ")):
+        raise errors.confidential_client_unsupported()
+    client_id = _require(form, "client_id")
+    st.check_client(client_id)
+    return client_id
+
+
+def _capabilities(*claims: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(c for claim in claims for c in client_capabilities(claim)))
+
+
+def _verify_pkce(challenge: str, verifier: str | None) -> None:
+    if not verifier:
+        raise errors.pkce_missing()
+    computed = b64url(hashlib.sha256(verifier.encode("ascii", "replace")).digest())
+    if not (43 <= len(verifier) <= 128) or not hmac.compare_digest(computed, challenge):
+        raise errors.pkce_mismatch()
+
+
+def _respond(
+    st: AuthorityState, grant: Grant, *, family: str | None, form: dict[str, str],
+) -> web.Response:
+    refresh_token = None
+    if family is not None:
+        refresh_token = st.flows.issue_refresh(RefreshRecord(
+            family=family, client_id=grant.client_id, user=grant.user,
+            scope=grant.scopes.text, auth_time=grant.auth_time,
+        ))
+    body = st.minter.response(
+        st.base_url, grant, refresh_token=refresh_token,
+        with_client_info=form.get("client_info") == "1",
+    )
+    return web.json_response(body, headers=NO_STORE)
+
+
+def _scopes(form: dict[str, str], fallback: str) -> ScopeRequest:
+    return parse_scopes(form.get("scope") or fallback)
+
+
+async def token(request: web.Request) -> web.Response:
+    st = authority_of(request)
+    st.tenant(request.match_info["tenant"])
+    form = await read_form(request)
+    grant_type = _require(form, "grant_type")
+    if grant_type not in ("authorization_code", "refresh_token", DEVICE_CODE_GRANT):
+        raise errors.unsupported_grant(grant_type)
+    client_id = _client(st, request, form)
+    claims = parse_claims(form.get("claims"))
+    if grant_type == "authorization_code":
+        code = st.flows.redeem_code(_require(form, "code"), client_id)
+        if form.get("redirect_uri", code.redirect_uri) != code.redirect_uri:
+            raise errors.redirect_mismatch(form["redirect_uri"][:300])
+        _verify_pkce(code.code_challenge, form.get("code_verifier"))
+        scopes = _scopes(form, code.scope)
+        grant = Grant(code.user, client_id, scopes, code.auth_time, nonce=code.nonce,
+                      capabilities=_capabilities(code.claims, claims))
+        family = st.flows.new_family() if scopes.offline else None
+        code.family = family
+        return _respond(st, grant, family=family, form=form)
+    if grant_type == "refresh_token":
+        old = st.flows.redeem_refresh(_require(form, "refresh_token"), client_id)
+        grant = Grant(old.user, client_id, _scopes(form, old.scope), old.auth_time,
+                      capabilities=_capabilities(claims))
+        return _respond(st, grant, family=old.family, form=form)
+    device_code = form.get("device_code") or form.get("code") or ""
+    if not device_code:
+        raise errors.missing_parameter("device_code")
+    device = st.flows.poll_device(device_code, client_id)
+    assert device.user is not None
+    scopes = parse_scopes(device.scope)
+    grant = Grant(device.user, client_id, scopes, device.auth_time,
+                  capabilities=_capabilities(device.claims, claims))
+    return _respond(st, grant, family=st.flows.new_family() if scopes.offline else None,
+                    form=form)
+
+
+async def devicecode(request: web.Request) -> web.Response:
+    st = authority_of(request)
+    segment = request.match_info["tenant"]
+    st.tenant(segment)
+    form = await read_form(request)
+    client_id = _client(st, request, form)
+    scope = _require(form, "scope")
+    parse_scopes(scope)
+    claims = parse_claims(form.get("claims"))
+    user_code = st.flows.new_user_code()
+    device_code = st.flows.issue_device_code(DeviceRecord(
+        client_id=client_id, user_code=user_code, scope=scope, claims=claims,
+        tenant_segment=segment,
+    ))
+    uri = f"{st.base_url}/devicelogin"
+    return web.json_response({
+        "user_code": user_code,
+        "device_code": device_code,
+        "verification_uri": uri,
+        "verification_uri_complete": f"{uri}?user_code={user_code}",
+        "expires_in": st.flows.device_code_lifetime,
+        "interval": st.device_interval,
+        "message": f"To sign in, use a web browser to open the page {uri} and enter the code "
+                   f"{user_code} to authenticate.",
+    }, headers=NO_STORE)

@@ -1,0 +1,61 @@
+"""The ``authbroker`` command: a thin dispatcher over subcommand modules.
+
+Each subcommand lives in its own module exposing ``build_parser(prog) -> ArgumentParser`` and
+``run(args) -> int``. Only the chosen module is imported, so ``authbroker --help`` and each
+command start quickly.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "authority": ("authbroker.authority.command", "run the local Entra-compatible authority"),
+    "demo": ("authbroker.demo", "sign in offline against the local authority and use the token"),
+    "daemon": ("authbroker.cli.daemon", "run the Broker1 D-Bus broker daemon"),
+    "install-service": ("authbroker.daemon.install", "install D-Bus activation for this user"),
+    "accounts": ("authbroker.cli.broker", "list the broker's accounts"),
+    "login": ("authbroker.cli.broker", "sign in through the broker"),
+    "token": ("authbroker.cli.broker", "print an access token from the broker"),
+    "logout": ("authbroker.cli.broker", "forget an account in the broker"),
+}
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = ["usage: authbroker COMMAND [options]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run 'authbroker COMMAND --help' for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] == "--version":
+        from authbroker import __version__
+
+        print(f"authbroker {__version__}")
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"authbroker: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = module.build_parser(f"authbroker {name}")
+    args = parser.parse_args(rest)
+    args.command = name
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,42 @@
+"""The contract between the D-Bus façade (service.py) and the broker core (core.py).
+
+The service parses each call into a typed ``ipc`` request, checks the caller, and awaits
+``Handler.handle``. The handler returns a typed ``ipc`` result or raises ``broker1.BrokerError``;
+the service turns either into the reply JSON. Nothing here knows about D-Bus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from authbroker import broker1
+from authbroker.broker1 import DeviceCodePrompt
+
+
+async def _no_prompt(prompt: DeviceCodePrompt) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """Who called and how to reach them while the call runs."""
+
+    correlation_id: str
+    sender: str = ""  # the caller's unique bus name
+    uid: int = -1  # from the bus (GetConnectionUnixUser), never from the message
+    #: Shows a device-code prompt to the caller (a signal on broker1.UI_INTERFACE).
+    announce_device_code: Callable[[DeviceCodePrompt], Awaitable[None]] = field(
+        default=_no_prompt, repr=False
+    )
+
+
+class Handler(Protocol):
+    """Broker1 methods and our own ``broker1.UiMethod``s alike (unknown ones: a BrokerError)."""
+
+    async def handle(
+        self, method: broker1.AnyMethod, request: broker1.Request, ctx: CallContext
+    ) -> broker1.Result: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,364 @@
+"""Interactive sign-in: the system browser with a loopback redirect, else the device-code flow.
+
+The browser flow is msal's authorization-code flow driven by hand so it can be cancelled:
+``initiate_auth_code_flow`` (PKCE, nonce, ``response_mode=form_post``), our own aiohttp listener
+on 127.0.0.1 as the ``http://localhost:PORT`` redirect, the URL opened with ``webbrowser``
+(which honours ``$BROWSER``), then ``acquire_token_by_auth_code_flow``. The device-code flow
+polls with msal one request at a time, sleeping on the event loop in between. Either way a
+:class:`SignIn` races the flow against cancellation and a deadline, and the listener closes
+whatever happens. Blocking msal calls run in the given executor.
+
+A browser "can open" when ``$BROWSER`` is set, or ``DISPLAY``/``WAYLAND_DISPLAY`` is set and
+``webbrowser`` finds one. ``AUTHBROKER_UI=browser|device-code`` forces one flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+import webbrowser
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import Executor
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlencode
+
+import msal
+
+from authbroker import broker1
+from authbroker.daemon import msal_engine as eng
+from authbroker.daemon.handler import CallContext, DeviceCodePrompt
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+BROWSER = "browser"
+DEVICE_CODE = "device-code"
+MODES = (BROWSER, DEVICE_CODE)
+DEFAULT_TIMEOUT_S = 240.0
+ANNOUNCE_TIMEOUT_S = 5.0
+CLEANUP_TIMEOUT_S = 2.0
+NOTIFICATIONS_NAME = "org.freedesktop.Notifications"
+_PENDING = frozenset({"authorization_pending", "slow_down"})
+_DONE_PAGE = (
+    "<!doctype html><html><head><meta charset=utf-8><title>authbroker</title></head>"
+    "<body><h1>{title}</h1><p>{text}</p></body></html>"
+)
+
+T = TypeVar("T")
+
+
+def _raise_if_cancelled() -> None:
+    """Honour a cancel that something below us swallowed (it stays counted on the task)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def can_open_browser() -> bool:
+    if os.environ.get("BROWSER"):
+        return True
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        webbrowser.get()
+    except webbrowser.Error:
+        return False
+    return True
+
+
+def choose_mode(forced: str | None) -> str:
+    if forced:
+        if forced not in MODES:
+            raise broker1.BrokerError(
+                broker1.Status.INCORRECT_CONFIGURATION,
+                f"AUTHBROKER_UI must be one of {', '.join(MODES)}, not {forced!r}",
+                tag="ui.mode",
+            )
+        return forced
+    return BROWSER if can_open_browser() else DEVICE_CODE
+
+
+class SignIn:
+    """One running interactive sign-in; ``cancel()`` makes it end with status 7."""
+
+    def __init__(self, correlation_id: str, sender: str) -> None:
+        self.correlation_id = correlation_id
+        self.sender = sender
+        self._cancelled = asyncio.Event()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    async def run(self, flow: Awaitable[T], timeout: float) -> T:
+        """The flow's result, or BrokerError on cancel (7) or timeout; the flow is cleaned up."""
+        task = asyncio.ensure_future(flow)
+        cancel = asyncio.ensure_future(self._cancelled.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {task, cancel}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if task in done:
+                return task.result()
+        finally:
+            for pending in (task, cancel):
+                pending.cancel()
+                _keep_until_done(pending)
+            # The answer must not wait on a flow that ignores its cancellation (a library
+            # that swallows CancelledError): it gets a bounded grace period, then is left.
+            _, stuck = await asyncio.wait({task, cancel}, timeout=CLEANUP_TIMEOUT_S)
+            if task in stuck:
+                log.error("sign-in %s: the flow did not stop when cancelled", self.correlation_id)
+        if cancel in done:
+            log.info("sign-in %s cancelled", self.correlation_id)
+            raise broker1.BrokerError(
+                broker1.Status.USER_CANCELED, "the sign-in was cancelled", tag="ui.cancelled"
+            )
+        log.warning("sign-in %s timed out after %.0f s", self.correlation_id, timeout)
+        raise broker1.BrokerError(
+            broker1.Status.UNEXPECTED,
+            f"the sign-in did not finish within {timeout:.0f} s; try again",
+            tag="ui.timeout",
+        )
+
+
+class LoopbackListener:
+    """Receives the authorization response on http://localhost:PORT (bound to 127.0.0.1)."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.state = ""
+        self._response: asyncio.Future[dict[str, str]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        from aiohttp import web  # only needed while someone signs in: keeps idle memory low
+
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        params: dict[str, str] = dict(request.query)
+        if request.method == "POST":
+            params.update({k: str(v) for k, v in (await request.post()).items()})
+        if params.get("state") != self.state or not ("code" in params or "error" in params):
+            return web.Response(status=404, text="not found")
+        if not self._response.done():
+            self._response.set_result(params)
+        ok = "code" in params
+        page = _DONE_PAGE.format(
+            title="Signed in" if ok else "Sign-in failed",
+            text="You can close this window and return to your application."
+            if ok
+            else "Return to your application for details.",
+        )
+        return web.Response(text=page, content_type="text/html")
+
+    async def response(self) -> dict[str, str]:
+        return await self._response
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class Interaction:
+    """The interactive flows for one request, on one msal application."""
+
+    def __init__(
+        self,
+        app: msal.PublicClientApplication,
+        auth: broker1.AuthParameters,
+        ctx: CallContext,
+        executor: Executor,
+        *,
+        open_url: Callable[[str], bool] = webbrowser.open,
+    ) -> None:
+        self.app = app
+        self.auth = auth
+        self.ctx = ctx
+        self.executor = executor
+        self.open_url = open_url
+        self.scopes = eng.msal_scopes(auth.requested_scopes)
+        self.claims = eng.split_claims(auth.decoded_claims)
+        self.query = eng.authority_query(auth)
+        self.login_hint = auth.login_hint or (auth.account.username if auth.account else "")
+
+    async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(fn, *args, **kwargs))
+
+    async def sign_in(self, mode: str, *, forced: bool = False) -> dict[str, Any]:
+        if mode == BROWSER:
+            result = await self.browser()
+            if result is not None:
+                return result
+            if forced:
+                raise broker1.BrokerError(
+                    broker1.Status.UNEXPECTED,
+                    "no browser could be opened and AUTHBROKER_UI=browser forbids the "
+                    "device-code flow; set BROWSER or unset AUTHBROKER_UI",
+                    tag="ui.browser.unavailable",
+                )
+            log.warning("no browser could be opened; falling back to the device-code flow")
+        return await self.device_code()
+
+    # -- browser ------------------------------------------------------------------------------
+
+    async def browser(self) -> dict[str, Any] | None:
+        """msal's result, or None when no browser could be opened."""
+        listener = LoopbackListener()
+        await listener.start()
+        try:
+            prompt = self.auth.prompt or (None if self.login_hint else "select_account")
+            flow = self.app.initiate_auth_code_flow(
+                self.scopes,
+                redirect_uri=f"http://localhost:{listener.port}",
+                prompt=prompt,
+                login_hint=self.login_hint or None,
+                claims_challenge=self.claims.challenge,
+                response_mode="form_post",
+            )
+            listener.state = flow["state"]
+            url = flow["auth_uri"]
+            if self.query:
+                url += ("&" if "?" in url else "?") + urlencode(self.query)
+            log.info("sign-in %s: opening the browser", self.ctx.correlation_id)
+            try:
+                opened = await self._run(self.open_url, url)
+            except Exception as exc:  # a broken $BROWSER is "no browser", not a failed call
+                log.warning("the browser failed to open: %r", exc)
+                opened = False
+            if not opened:
+                return None
+            response = await listener.response()
+        finally:
+            await listener.close()
+        if response.get("error") == "access_denied":
+            raise broker1.BrokerError(
+                broker1.Status.USER_CANCELED,
+                f"the sign-in was declined: {response.get('error_description', '')}"[:500],
+                tag="ui.browser.denied",
+            )
+        if "error" in response:
+            raise eng.error_from_result(response, "ui.browser.authorize")
+        # Extra parameters go on the authorize URL only: msal would key the cached tokens by
+        # any extra token-request field (its ext_cache_key) and silent calls would miss them.
+        return await self._run(self.app.acquire_token_by_auth_code_flow, flow, response)
+
+    # -- device code --------------------------------------------------------------------------
+
+    async def device_code(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"params": dict(self.query)} if self.query else {}
+        flow = await self._run(
+            self.app.initiate_device_flow,
+            self.scopes,
+            claims_challenge=self.claims.challenge,
+            **extra,
+        )
+        if "user_code" not in flow:
+            raise eng.error_from_result(flow, "ui.device.initiate")
+        prompt = DeviceCodePrompt(
+            verification_uri=str(flow.get("verification_uri") or flow.get("verification_url")),
+            user_code=str(flow["user_code"]),
+            message=str(
+                flow.get("message")
+                or f"To sign in, open {flow.get('verification_uri')} and enter the code "
+                f"{flow['user_code']}"
+            ),
+            expires_on=float(flow.get("expires_at") or time.time() + 900),
+        )
+        log.warning("sign-in %s: %s", self.ctx.correlation_id, prompt.message)
+        await self._announce(prompt)
+        while True:
+            _raise_if_cancelled()
+            result: dict[str, Any] = await self._run(
+                self.app.acquire_token_by_device_flow,
+                flow,
+                claims_challenge=self.claims.challenge,
+                exit_condition=lambda _flow: True,
+            )
+            if result.get("error") not in _PENDING:
+                return result
+            if time.time() >= flow["expires_at"]:
+                return {"error": "expired_token", "error_description": "the code expired"}
+            _raise_if_cancelled()
+            await asyncio.sleep(float(flow.get("interval", 5)))
+
+    async def _announce(self, prompt: DeviceCodePrompt) -> None:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that lands
+        # as the awaited call finishes, and the sign-in then polls on, uncancellable.
+        try:
+            async with asyncio.timeout(ANNOUNCE_TIMEOUT_S):
+                await self.ctx.announce_device_code(prompt)
+        except Exception as exc:  # the prompt also goes to the log and the desktop
+            log.warning("could not show the device-code prompt to the caller: %r", exc)
+        # The notification runs in a task of its own, shielded: a cancel of the sign-in must
+        # never land inside jeepney's connection set-up or teardown, which swallow it.
+        await asyncio.shield(_keep_until_done(asyncio.ensure_future(_notify_quietly(prompt))))
+
+
+_background: set[asyncio.Future[Any]] = set()
+
+
+def _keep_until_done(fut: asyncio.Future[T]) -> asyncio.Future[T]:
+    """Hold a reference to a task nobody awaits any more, and collect its outcome."""
+    _background.add(fut)
+    fut.add_done_callback(_background.discard)
+    fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return fut
+
+
+async def _notify_quietly(prompt: DeviceCodePrompt) -> None:
+    try:
+        async with asyncio.timeout(ANNOUNCE_TIMEOUT_S):
+            await notify_desktop(prompt)
+    except Exception as exc:  # best effort: the caller and the log have the prompt
+        log.debug("no desktop notification: %r", exc)
+
+
+async def notify_desktop(prompt: DeviceCodePrompt) -> bool:
+    """A desktop notification, only if a notification server owns its name on the bus."""
+    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return False
+    from jeepney import DBusAddress, new_method_call
+    from jeepney.bus_messages import message_bus
+    from jeepney.io.asyncio import open_dbus_router
+
+    async with open_dbus_router(bus="SESSION") as router:
+        reply = await router.send_and_get_reply(message_bus.NameHasOwner(NOTIFICATIONS_NAME))
+        if not reply.body[0]:
+            return False
+        address = DBusAddress(
+            "/org/freedesktop/Notifications",
+            bus_name=NOTIFICATIONS_NAME,
+            interface=NOTIFICATIONS_NAME,
+        )
+        hints: Mapping[str, Any] = {"urgency": ("y", 2)}  # critical: stays until dismissed
+        body = f"Open {prompt.verification_uri} and enter the code {prompt.user_code}"
+        await router.send_and_get_reply(
+            new_method_call(
+                address,
+                "Notify",
+                "susssasa{sv}i",
+                ("authbroker", 0, "dialog-password", "Sign-in required", body, [], hints,
+                 int(max(prompt.expires_on - time.time(), 60) * 1000)),
+            )
+        )
+    return True

@@ -1,0 +1,2 @@
+"""Stand-ins for the outside world (a scripted user, a private bus, Azurite) for the demo,
+the tests and the benchmarks only: nothing in client, plugin, daemon or authority imports this."""
