@@ -2,7 +2,7 @@
 
 Both are thin twins over one sans-I/O core (:class:`Broker1Calls`) that builds the D-Bus
 messages from ``ipc`` requests and turns replies into ``ipc`` results or errors; the twins only
-move messages. Replies carrying an error object raise ``broker1.BrokerError``; a missing bus or
+move messages. Replies carrying an error object raise ``BrokerStatusError``; a missing bus or
 broker, a timeout or a lost connection raise ``BrokerUnavailableError``; a reply that breaks the
 protocol raises ``BrokerProtocolError``.
 
@@ -168,7 +168,7 @@ class Broker1Calls:
             raise BrokerProtocolError(f"the broker's {method.value} reply is not one string")
         try:
             result = self._parsed.get(method, body[0], partial(broker1.parse_response, method))
-        except broker1.WireError as exc:
+        except BrokerProtocolError as exc:
             raise BrokerProtocolError(f"the broker's {method.value} reply is malformed: {exc}") \
                 from None
         if not isinstance(result, expected):
@@ -330,7 +330,7 @@ class BrokerClient(_ClientSettings):
     def set_default_account(self, *, home_account_id: str = "", username: str = "") -> None:
         """Make a signed-in account the one ``account: null`` sign-ins get (authbroker only).
 
-        ``broker1.BrokerError`` (status ACCOUNT_NOT_FOUND) when no such account is signed in.
+        ``BrokerStatusError`` (status ACCOUNT_NOT_FOUND) when no such account is signed in.
         """
         request = self.calls.default_request(home_account_id, username)
         self._call(broker1.UiMethod.SET_DEFAULT_ACCOUNT, request, broker1.OkResult)

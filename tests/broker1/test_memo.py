@@ -4,6 +4,7 @@ import pytest
 
 from authbroker import broker1
 from authbroker.broker1.memo import MAX_MEMO_TEXT_CHARS, IdentityMemo, TextMemo
+from authbroker.errors import BrokerProtocolError
 
 
 def counting(fn):
@@ -29,7 +30,7 @@ def test_malformed_text_raises_every_time():
     memo: TextMemo[broker1.Request] = TextMemo()
     parse, calls = counting(lambda text: broker1.parse_request(broker1.Method.GET_ACCOUNTS, text))
     for _ in range(2):
-        with pytest.raises(broker1.WireError):
+        with pytest.raises(BrokerProtocolError):
             memo.get(broker1.Method.GET_ACCOUNTS, "{", parse)
     assert len(calls) == 2
 

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from authbroker import broker1
+from authbroker.errors import BrokerProtocolError, BrokerStatusError
 
 PYMSALRUNTIME_INTERACTIVE = {
     "authParameters": {
@@ -49,7 +50,7 @@ def test_top_level_account_is_accepted():
     "x" * (broker1.MAX_REQUEST_BYTES + 1),
 ])
 def test_malformed_requests_raise_wire_error(text):
-    with pytest.raises(broker1.WireError):
+    with pytest.raises(BrokerProtocolError):
         broker1.parse_request(broker1.Method.ACQUIRE_TOKEN_SILENTLY, text)
 
 
@@ -70,14 +71,14 @@ def test_token_result_has_every_field_pymsalruntime_requires_and_hides_tokens():
 
 
 def test_errors_are_objects_in_the_right_place_and_round_trip():
-    err = broker1.BrokerError(broker1.Status.INTERACTION_REQUIRED, "sign in needed",
+    err = BrokerStatusError(broker1.Status.INTERACTION_REQUIRED, "sign in needed",
                               error_code=50076)
-    token_wire = err.to_wire(broker1.Method.ACQUIRE_TOKEN_SILENTLY)
+    token_wire = broker1.error_reply(err, broker1.Method.ACQUIRE_TOKEN_SILENTLY)
     assert set(token_wire["brokerTokenResponse"]["error"]) >= {
         "status", "errorCode", "tag", "context", "subStatus"}
     assert isinstance(token_wire["brokerTokenResponse"]["error"]["tag"], int)
-    assert "error" in err.to_wire(broker1.Method.GET_ACCOUNTS)
-    with pytest.raises(broker1.BrokerError) as raised:
+    assert "error" in broker1.error_reply(err, broker1.Method.GET_ACCOUNTS)
+    with pytest.raises(BrokerStatusError) as raised:
         broker1.parse_response(broker1.Method.ACQUIRE_TOKEN_SILENTLY, broker1.encode(token_wire))
     assert raised.value.status == broker1.Status.INTERACTION_REQUIRED
     assert raised.value.error_code == 50076
@@ -96,14 +97,14 @@ def test_set_default_account_request_and_replies():
                                   '{"homeAccountId": "oid.tid"}')
     assert by_id.to_wire() == {"homeAccountId": "oid.tid"}
     for bad in ("{}", '{"username": ""}', '{"username": 3}'):
-        with pytest.raises(broker1.WireError):
+        with pytest.raises(BrokerProtocolError):
             broker1.parse_request(broker1.UiMethod.SET_DEFAULT_ACCOUNT, bad)
     assert isinstance(broker1.parse_response(broker1.UiMethod.SET_DEFAULT_ACCOUNT, '{"ok": true}'),
                       broker1.OkResult)
-    error = broker1.BrokerError(broker1.Status.ACCOUNT_NOT_FOUND, "x is not signed in", tag="t")
-    wire = error.to_wire(broker1.UiMethod.SET_DEFAULT_ACCOUNT)
+    error = BrokerStatusError(broker1.Status.ACCOUNT_NOT_FOUND, "x is not signed in", tag="t")
+    wire = broker1.error_reply(error, broker1.UiMethod.SET_DEFAULT_ACCOUNT)
     assert set(wire) == {"error"}  # top level, as for the Broker1 methods other than tokens
-    with pytest.raises(broker1.BrokerError) as raised:
+    with pytest.raises(BrokerStatusError) as raised:
         broker1.parse_response(broker1.UiMethod.SET_DEFAULT_ACCOUNT, json.dumps(wire))
     assert raised.value.status == broker1.Status.ACCOUNT_NOT_FOUND
     some = broker1.DefaultAccountResult(ACCOUNT)

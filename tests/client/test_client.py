@@ -12,7 +12,7 @@ import pytest
 from authbroker import broker1
 from authbroker.client import AsyncBrokerClient, BrokerClient
 from authbroker.daemon.handler import DeviceCodePrompt
-from authbroker.errors import BrokerUnavailableError
+from authbroker.errors import BrokerStatusError, BrokerUnavailableError
 from fixtures.broker_toy import ACCOUNT, CLIENT_INFO, access_token_for, served_toy
 from fixtures.daemon import DaemonProcess
 
@@ -61,12 +61,12 @@ def test_blocking_client_every_method(toy):
 
 def test_error_objects_are_raised_as_broker_errors(toy):
     with BrokerClient(timeout=10) as client:
-        with pytest.raises(broker1.BrokerError) as info:
+        with pytest.raises(BrokerStatusError) as info:
             client.acquire_token_silently(auth("needs-ui"))
         assert info.value.status == broker1.Status.INTERACTION_REQUIRED
         assert info.value.error_code == 50076
         assert "sign in first" in info.value.context
-        with pytest.raises(broker1.BrokerError) as info:
+        with pytest.raises(BrokerStatusError) as info:
             client.acquire_token_silently(auth("crash"))
         assert info.value.status == broker1.Status.UNEXPECTED
         assert client.get_accounts(CLIENT_ID)  # the connection is still good
@@ -142,7 +142,7 @@ def test_async_client_every_method(toy):
             await client.remove_account(ACCOUNT, CLIENT_ID)
             await client.cancel_interactive_flow()
             assert await client.get_linux_broker_version() == broker1.BROKER_VERSION
-            with pytest.raises(broker1.BrokerError) as info:
+            with pytest.raises(BrokerStatusError) as info:
                 await client.acquire_token_silently(auth("needs-ui"))
             assert info.value.status == broker1.Status.INTERACTION_REQUIRED
         return prompts
@@ -237,18 +237,18 @@ def test_another_client_cancels_a_sign_in_by_its_correlation_id(real_broker):
     thread.join(15)
     assert not thread.is_alive()
     error = outcome["error"]
-    assert isinstance(error, broker1.BrokerError) and error.status == broker1.Status.USER_CANCELED
+    assert isinstance(error, BrokerStatusError) and error.status == broker1.Status.USER_CANCELED
 
 
 def test_async_client_cancels_its_own_sign_in(real_broker):
-    async def main() -> broker1.BrokerError:
+    async def main() -> BrokerStatusError:
         async with AsyncBrokerClient(timeout=60) as client:
             shown = asyncio.Event()
             sign_in = asyncio.create_task(client.acquire_token_interactively(
                 auth(SCOPE), on_device_code=lambda _prompt: shown.set()))
             await asyncio.wait_for(shown.wait(), 30)
             await client.cancel_interactive_flow()  # same connection: cancels it
-            with pytest.raises(broker1.BrokerError) as info:
+            with pytest.raises(BrokerStatusError) as info:
                 await asyncio.wait_for(sign_in, 15)
             return info.value
 

@@ -19,6 +19,7 @@ from jeepney.io.blocking import Proxy, open_dbus_connection
 
 from authbroker import broker1
 from authbroker.client import BrokerClient
+from authbroker.errors import BrokerStatusError
 from fixtures.daemon import DaemonProcess, daemon_argv
 
 CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
@@ -111,7 +112,7 @@ def test_daemon_never_writes_stdout_and_stops_cleanly_on_sigterm(
     with BrokerClient(timeout=30) as client:
         client.ping()
         assert client.get_accounts(CLIENT_ID) == []
-        with pytest.raises(broker1.BrokerError) as info:
+        with pytest.raises(BrokerStatusError) as info:
             client.acquire_token_silently(broker1.AuthParameters(client_id=CLIENT_ID,
                                                              requested_scopes=("User.Read",)))
         assert info.value.status in (broker1.Status.INTERACTION_REQUIRED,

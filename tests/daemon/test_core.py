@@ -23,6 +23,7 @@ from authbroker.daemon.broker import BrokerCore
 from authbroker.daemon.handler import CallContext, DeviceCodePrompt
 from authbroker.daemon.store import Store
 from authbroker.devkit.useragent import device_login, sign_in
+from authbroker.errors import BrokerStatusError
 from fixtures.authority import start_authority
 from fixtures.desktop_notifications import NotificationServer
 
@@ -235,7 +236,7 @@ def test_several_accounts_default_and_remove(authority, tmp_path: Path) -> None:
         assert [a.username for a in await accounts(core)] == [SECOND]
         assert not core.engine.has_refresh_token(first.account.home_account_id)
         assert core.engine.has_refresh_token(second.account.home_account_id)
-        with pytest.raises(broker1.BrokerError) as err:
+        with pytest.raises(BrokerStatusError) as err:
             await silent(core, account=first.account)
         assert err.value.status == broker1.Status.INTERACTION_REQUIRED
         # the remaining account became the default
@@ -281,7 +282,7 @@ def test_a_chosen_default_outlives_later_sign_ins(authority, tmp_path: Path) -> 
 def test_no_account_means_interaction_required(authority) -> None:
     async def scenario() -> None:
         core = make_core(authority.authority, None)
-        with pytest.raises(broker1.BrokerError) as err:
+        with pytest.raises(BrokerStatusError) as err:
             await silent(core)
         assert err.value.status == broker1.Status.INTERACTION_REQUIRED
         assert await accounts(core) == []
@@ -333,7 +334,7 @@ def test_cancel_interactive_flow_ends_sign_in_with_user_canceled(authority, mode
             ctx("x"),
         )
         assert isinstance(reply, broker1.OkResult)
-        with pytest.raises(broker1.BrokerError) as err:
+        with pytest.raises(BrokerStatusError) as err:
             await task
         assert err.value.status == broker1.Status.USER_CANCELED
         assert time.monotonic() - started < 2
@@ -346,7 +347,7 @@ def test_sign_in_times_out_with_an_error(authority) -> None:
     async def scenario() -> None:
         core = make_core(authority.authority, None, timeout=1.5)
         started = time.monotonic()
-        with pytest.raises(broker1.BrokerError) as err:
+        with pytest.raises(BrokerStatusError) as err:
             await interactive(core)
         assert time.monotonic() - started < 5
         assert err.value.status not in (7, 12, 23)
@@ -361,7 +362,7 @@ def test_unreachable_authority_names_the_setting(authority) -> None:
         # no configured authority: msal's port-less authority goes to 127.0.0.1:443
         core = BrokerCore(None, Settings(authority=None, ui="browser", backend=None),
                           open_url=nobody)
-        with pytest.raises(broker1.BrokerError) as err:
+        with pytest.raises(BrokerStatusError) as err:
             await interactive(core)
         assert err.value.status in (3, 5)  # NoNetwork / ServerTemporarilyUnavailable
         assert "AUTHBROKER_AUTHORITY" in err.value.context
@@ -465,7 +466,7 @@ def test_a_cae_sign_in_then_a_plain_request_gets_a_plain_token(authority) -> Non
         assert cae.account
         await core.remove_account(cae.account.home_account_id)
         for claims in ("", CP1):
-            with pytest.raises(broker1.BrokerError) as err:
+            with pytest.raises(BrokerStatusError) as err:
                 await silent(core, account=cae.account, decoded_claims=claims)
             assert err.value.status == broker1.Status.INTERACTION_REQUIRED
         await core.aclose()
@@ -528,7 +529,7 @@ def test_revoked_refresh_token_asks_for_interaction(authority) -> None:
         cache = core.engine.cache  # as if the authority had revoked the refresh token
         for rt in list(cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN)):
             cache.update_rt(rt, "not-a-refresh-token")
-        with pytest.raises(broker1.BrokerError) as err:
+        with pytest.raises(BrokerStatusError) as err:
             await silent(core, account=token.account, force_refresh=True)
         assert err.value.status == broker1.Status.INTERACTION_REQUIRED
         assert err.value.error_code > 0  # the AADSTS number
@@ -547,11 +548,11 @@ def test_unsupported_methods_and_version(authority) -> None:
         assert isinstance(version, broker1.VersionResult) and version.version
         for method in (broker1.Method.ACQUIRE_PRT_SSO_COOKIE,
                        broker1.Method.GENERATE_SIGNED_HTTP_REQUEST):
-            with pytest.raises(broker1.BrokerError) as err:
+            with pytest.raises(BrokerStatusError) as err:
                 await core.handle(method, broker1.OpaqueRequest({}), ctx())
             assert err.value.status == broker1.Status.UNEXPECTED
             assert "not supported yet" in err.value.context
-            assert set(err.value.to_error_object()) >= {"status", "errorCode", "tag", "context"}
+            assert set(broker1.error_object(err.value)) >= {"status", "errorCode", "tag", "context"}
         await core.aclose()
 
     asyncio.run(scenario())
@@ -647,10 +648,10 @@ def test_hint_prompt_claims_and_passthrough_travel_to_the_authority(authority) -
 
 
 def test_authority_that_went_away_is_named_with_the_setting(tmp_path: Path, authority) -> None:
-    async def sign_in_then(core: BrokerCore, stop: Callable[[], None]) -> broker1.BrokerError:
+    async def sign_in_then(core: BrokerCore, stop: Callable[[], None]) -> BrokerStatusError:
         await interactive(core)
         stop()
-        with pytest.raises(broker1.BrokerError) as err:
+        with pytest.raises(BrokerStatusError) as err:
             await silent(core, force_refresh=True)
         return err.value
 
@@ -713,7 +714,7 @@ def test_remove_account_during_a_refresh_stays_removed(tmp_path: Path, authority
             refreshing = asyncio.ensure_future(silent(core))  # 60 s tokens: needs a refresh
             await asyncio.sleep(0.2)  # the refresh is on the wire
             await core.remove_account(hid)
-            with pytest.raises(broker1.BrokerError) as err:
+            with pytest.raises(BrokerStatusError) as err:
                 await refreshing
             assert err.value.status == broker1.Status.INTERACTION_REQUIRED
             assert await accounts(core) == []
@@ -762,6 +763,6 @@ def test_claims_split_into_capabilities_and_challenge() -> None:
     assert split.capabilities == ("CP1",)
     assert json.loads(split.challenge or "") == {"access_token": {"nbf": {"essential": True}}}
     assert split_claims("") == split_claims("  ")
-    with pytest.raises(broker1.BrokerError) as err:
+    with pytest.raises(BrokerStatusError) as err:
         split_claims("{not json")
     assert err.value.status == broker1.Status.API_CONTRACT_VIOLATION

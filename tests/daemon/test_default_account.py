@@ -14,6 +14,7 @@ from test_cli import SCOPE, SECOND, USER, cli, daemon, env  # noqa: F401  (env: 
 
 from authbroker import broker1
 from authbroker.client import AsyncBrokerClient, BrokerClient
+from authbroker.errors import BrokerStatusError
 
 CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
 UI = DBusAddress(broker1.OBJECT_PATH, bus_name=broker1.BUS_NAME, interface=broker1.UI_INTERFACE)
@@ -66,7 +67,7 @@ def test_chosen_default_serves_account_null_sign_ins_and_survives_a_restart(
         chosen = client.get_default_account()
         assert chosen is not None and chosen.username == USER
 
-        with pytest.raises(broker1.BrokerError) as err:
+        with pytest.raises(BrokerStatusError) as err:
             client.set_default_account(username="nobody@contoso.example")
         assert err.value.status == broker1.Status.ACCOUNT_NOT_FOUND
         assert "nobody@contoso.example is not signed in" in err.value.context

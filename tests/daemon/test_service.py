@@ -21,7 +21,7 @@ from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import Proxy, open_dbus_connection
 
 from authbroker import broker1
-from authbroker.daemon.service import NameTakenError
+from authbroker.errors import NameTakenError
 from fixtures.broker_toy import ACCOUNT, CRASH_SECRET, ServedToy, access_token_for, served_toy
 
 BROKER = DBusAddress(broker1.OBJECT_PATH, bus_name=broker1.BUS_NAME, interface=broker1.INTERFACE)

@@ -31,6 +31,7 @@ from authbroker import broker1
 from authbroker.client import BrokerClient
 from authbroker.daemon.store import Store
 from authbroker.devkit.useragent import device_login
+from authbroker.errors import BrokerStatusError
 from fixtures.authority import AuthorityProcess, start_authority
 from fixtures.daemon import DaemonProcess, daemon_env
 from fixtures.desktop_notifications import NotificationServer
@@ -191,13 +192,13 @@ def test_remove_account_and_restart_over_dbus(broker: Setup) -> None:
         assert sha(token.access_token) == select["at"]
         client.remove_account(account, CLIENT_ID)
         assert client.get_accounts(CLIENT_ID) == []
-        with pytest.raises(broker1.BrokerError) as err:
+        with pytest.raises(BrokerStatusError) as err:
             client.acquire_token_silently(broker.auth(account))
         assert err.value.status == broker1.Status.INTERACTION_REQUIRED
     broker.daemon.restart()
     with broker.dbus_client() as client:
         assert client.get_accounts(CLIENT_ID) == []
-        with pytest.raises(broker1.BrokerError) as err:
+        with pytest.raises(BrokerStatusError) as err:
             client.acquire_token_silently(broker.auth())
         assert err.value.status == broker1.Status.INTERACTION_REQUIRED
 

@@ -20,11 +20,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
+
+from authbroker.errors import BrokerProtocolError, BrokerStatusError, site_tag
 
 BUS_NAME = "com.microsoft.identity.broker1"
 OBJECT_PATH = "/com/microsoft/identity/broker1"
@@ -123,17 +124,8 @@ class AccessTokenType(IntEnum):
     POP = 1
 
 
-def tag_for(site: str) -> int:
-    """A stable integer ``tag`` naming where an error was raised (pymsalruntime needs an int)."""
-    return zlib.crc32(site.encode()) & 0x7FFFFFFF
-
-
 def _redact(value: str | None) -> str:
     return "None" if value is None else f"<redacted {len(value)} chars>"
-
-
-class WireError(ValueError):
-    """A request or response that does not follow the protocol. ``str()`` is safe to log."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -144,12 +136,12 @@ def _str(obj: Mapping[str, Any], key: str, *, required: bool = False, default: s
     value = obj.get(key)
     if value is None:
         if required:
-            raise WireError(f"missing required field {key!r}")
+            raise BrokerProtocolError(f"missing required field {key!r}")
         return default
     if not isinstance(value, str):
-        raise WireError(f"field {key!r} must be a string, not {type(value).__name__}")
+        raise BrokerProtocolError(f"field {key!r} must be a string, not {type(value).__name__}")
     if required and not value:
-        raise WireError(f"field {key!r} must not be empty")
+        raise BrokerProtocolError(f"field {key!r} must not be empty")
     return value
 
 
@@ -158,12 +150,12 @@ def _int(obj: Mapping[str, Any], key: str, default: int | None = None) -> int | 
     if value is None:
         return default
     if isinstance(value, bool):
-        raise WireError(f"field {key!r} must be an integer")
+        raise BrokerProtocolError(f"field {key!r} must be an integer")
     if isinstance(value, int):
         return value
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
         return int(value)
-    raise WireError(f"field {key!r} must be an integer")
+    raise BrokerProtocolError(f"field {key!r} must be an integer")
 
 
 def _obj(obj: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
@@ -171,7 +163,7 @@ def _obj(obj: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, Mapping):
-        raise WireError(f"field {key!r} must be an object")
+        raise BrokerProtocolError(f"field {key!r} must be an object")
     return value
 
 
@@ -181,13 +173,13 @@ def encode_client_info(uid: str, utid: str) -> str:
 
 
 def decode_client_info(client_info: str) -> tuple[str, str]:
-    """``(uid, utid)`` from a client_info blob; WireError when it is not one."""
+    """``(uid, utid)`` from a client_info blob; BrokerProtocolError when it is not one."""
     try:
         padded = client_info + "=" * (-len(client_info) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded))
         return str(data["uid"]), str(data["utid"])
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
-        raise WireError("clientInfo is not a base64url {uid, utid} object") from exc
+        raise BrokerProtocolError("clientInfo is not a base64url {uid, utid} object") from exc
 
 
 @dataclass(frozen=True)
@@ -221,7 +213,7 @@ class Account:
     @classmethod
     def from_wire(cls, obj: Any) -> Account:
         if not isinstance(obj, Mapping):
-            raise WireError("account must be an object")
+            raise BrokerProtocolError("account must be an object")
         return cls(
             home_account_id=_str(obj, "homeAccountId", required=True),
             local_account_id=_str(obj, "localAccountId"),
@@ -327,12 +319,12 @@ class AuthParameters:
     @classmethod
     def from_wire(cls, obj: Any, *, top_level_account: Any = None) -> AuthParameters:
         if not isinstance(obj, Mapping):
-            raise WireError("authParameters must be an object")
+            raise BrokerProtocolError("authParameters must be an object")
         scopes = obj.get("requestedScopes")
         if isinstance(scopes, str):
             scopes = scopes.split()
         if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
-            raise WireError("requestedScopes must be an array of strings")
+            raise BrokerProtocolError("requestedScopes must be an array of strings")
         account_obj = obj.get("account") if obj.get("account") is not None else top_level_account
         account = Account.from_wire(account_obj) if account_obj is not None else None
         pop = _obj(obj, "popParams")
@@ -342,7 +334,7 @@ class AuthParameters:
         if isinstance(claims, Mapping):
             claims = json.dumps(claims)
         if not isinstance(claims, str):
-            raise WireError("decodedClaims must be a string")
+            raise BrokerProtocolError("decodedClaims must be a string")
         return cls(
             client_id=_str(obj, "clientId", required=True),
             requested_scopes=tuple(s for s in scopes if s),
@@ -413,7 +405,7 @@ class RemoveAccountRequest:
         auth = _obj(obj, "authParameters") or {}
         account_obj = obj.get("account") if obj.get("account") is not None else auth.get("account")
         if account_obj is None:
-            raise WireError("missing required field 'account'")
+            raise BrokerProtocolError("missing required field 'account'")
         client_id = _str(obj, "clientId") or _str(auth, "clientId")
         return cls(account=Account.from_wire(account_obj), client_id=client_id)
 
@@ -432,7 +424,7 @@ class CancelRequest:
                 "errorCode": 0,
                 "status": int(Status.USER_CANCELED),
                 "subStatus": 0,
-                "tag": tag_for("client.cancel"),
+                "tag": site_tag("client.cancel"),
             }
         }
 
@@ -473,7 +465,7 @@ class SetDefaultAccountRequest:
     def from_wire(cls, obj: Mapping[str, Any]) -> SetDefaultAccountRequest:
         request = cls(home_account_id=_str(obj, "homeAccountId"), username=_str(obj, "username"))
         if not (request.home_account_id or request.username):
-            raise WireError("give the account's 'homeAccountId' or 'username'")
+            raise BrokerProtocolError("give the account's 'homeAccountId' or 'username'")
         return request
 
 
@@ -524,15 +516,15 @@ _REQUEST_TYPES: dict[AnyMethod, Any] = {
 
 
 def parse_request(method: AnyMethod, request_json: str) -> Request:
-    """Parse ``request_json`` for ``method``; WireError (safe to log) when it is malformed."""
+    """Parse ``request_json`` for ``method``; BrokerProtocolError (safe to log) if malformed."""
     if len(request_json.encode("utf-8", "surrogatepass")) > MAX_REQUEST_BYTES:
-        raise WireError(f"request is larger than {MAX_REQUEST_BYTES} bytes")
+        raise BrokerProtocolError(f"request is larger than {MAX_REQUEST_BYTES} bytes")
     try:
         obj = json.loads(request_json) if request_json.strip() else {}
     except (ValueError, RecursionError) as exc:
-        raise WireError("request is not valid JSON") from exc
+        raise BrokerProtocolError("request is not valid JSON") from exc
     if not isinstance(obj, dict):
-        raise WireError("request must be a JSON object")
+        raise BrokerProtocolError("request must be a JSON object")
     return _REQUEST_TYPES[method].from_wire(obj)
 
 
@@ -578,11 +570,11 @@ class TokenResult:
     def from_wire(cls, obj: Mapping[str, Any]) -> TokenResult:
         body = _obj(obj, "brokerTokenResponse")
         if body is None:
-            raise WireError("response has no brokerTokenResponse")
+            raise BrokerProtocolError("response has no brokerTokenResponse")
         access_token = _str(body, "accessToken", required=True)
         expires_ms = _int(body, "expiresOn")
         if expires_ms is None:
-            raise WireError("missing required field 'expiresOn'")
+            raise BrokerProtocolError("missing required field 'expiresOn'")
         scopes = body.get("grantedScopes") or ""
         account = body.get("account")
         return cls(
@@ -608,7 +600,7 @@ class AccountsResult:
     def from_wire(cls, obj: Mapping[str, Any]) -> AccountsResult:
         raw = obj.get("accounts") or []
         if not isinstance(raw, list):
-            raise WireError("accounts must be an array")
+            raise BrokerProtocolError("accounts must be an array")
         return cls(accounts=tuple(Account.from_wire(a) for a in raw))
 
 
@@ -651,62 +643,42 @@ class VersionResult:
         return cls(version=_str(obj, "linuxBrokerVersion", required=True))
 
 
-class BrokerError(Exception):
-    """An error object on the wire. Raised by the daemon's core, returned to clients.
-
-    ``context`` is shown to people: it must never contain a token, password or key.
-    """
-
-    def __init__(
-        self,
-        status: Status | int,
-        context: str,
-        *,
-        error_code: int = 0,
-        tag: int | str = "broker",
-        sub_status: int = 0,
-    ) -> None:
-        super().__init__(context)
-        self.status = Status(status) if status in Status._value2member_map_ else int(status)
-        self.context = context
-        self.error_code = int(error_code)
-        self.tag = tag_for(tag) if isinstance(tag, str) else int(tag)
-        self.sub_status = int(sub_status)
-
-    def __repr__(self) -> str:
-        return f"BrokerError(status={self.status!r}, code={self.error_code}, {self.context!r})"
-
-    def to_error_object(self) -> dict[str, Any]:
-        return {
-            "status": int(self.status),
-            "errorCode": self.error_code,
-            "tag": self.tag,
-            "subStatus": self.sub_status,
-            "context": self.context,
-            "diagnostics": None,
-        }
-
-    def to_wire(self, method: AnyMethod) -> dict[str, Any]:
-        error = {"error": self.to_error_object()}
-        return {"brokerTokenResponse": error} if method.is_token_method else error
-
-    @classmethod
-    def from_error_object(cls, obj: Mapping[str, Any]) -> BrokerError:
-        context = obj.get("context")
-        return cls(
-            _int(obj, "status", 0) or 0,
-            context if isinstance(context, str) else "the broker reported an error",
-            error_code=_int(obj, "errorCode", 0) or 0,
-            tag=_int(obj, "tag", 0) or 0,
-            sub_status=_int(obj, "subStatus", 0) or 0,
-        )
+def error_object(error: BrokerStatusError) -> dict[str, Any]:
+    """The protocol's error object for ``error``."""
+    return {
+        "status": int(error.status),
+        "errorCode": error.error_code,
+        "tag": error.tag,
+        "subStatus": error.sub_status,
+        "context": error.context,
+        "diagnostics": None,
+    }
 
 
-def find_error(obj: Mapping[str, Any]) -> BrokerError | None:
+def error_reply(error: BrokerStatusError, method: AnyMethod) -> dict[str, Any]:
+    """The reply carrying ``error``: inside ``brokerTokenResponse`` for token methods."""
+    wrapped = {"error": error_object(error)}
+    return {"brokerTokenResponse": wrapped} if method.is_token_method else wrapped
+
+
+def error_from_object(obj: Mapping[str, Any]) -> BrokerStatusError:
+    """The BrokerStatusError an error object describes (a known status becomes a Status)."""
+    context = obj.get("context")
+    status = _int(obj, "status", 0) or 0
+    return BrokerStatusError(
+        Status(status) if status in Status._value2member_map_ else status,
+        context if isinstance(context, str) else "the broker reported an error",
+        error_code=_int(obj, "errorCode", 0) or 0,
+        tag=_int(obj, "tag", 0) or 0,
+        sub_status=_int(obj, "subStatus", 0) or 0,
+    )
+
+
+def find_error(obj: Mapping[str, Any]) -> BrokerStatusError | None:
     """The error object of a response, wherever the protocol allows it to be."""
     for holder in (obj, obj.get("brokerTokenResponse")):
         if isinstance(holder, Mapping) and isinstance(holder.get("error"), Mapping):
-            return BrokerError.from_error_object(holder["error"])
+            return error_from_object(holder["error"])
     return None
 
 
@@ -729,17 +701,17 @@ def encode(obj: Mapping[str, Any]) -> str:
 
 
 def parse_response(method: AnyMethod, response_json: str) -> Result:
-    """Typed result of a reply; raises the reply's BrokerError, or WireError if malformed."""
+    """Typed result of a reply; raises its BrokerStatusError, or BrokerProtocolError."""
     try:
         obj = json.loads(response_json)
     except ValueError as exc:
-        raise WireError(f"{method} reply is not JSON") from exc
+        raise BrokerProtocolError(f"{method} reply is not JSON") from exc
     if not isinstance(obj, dict):
-        raise WireError(f"{method} reply is not a JSON object")
+        raise BrokerProtocolError(f"{method} reply is not a JSON object")
     error = find_error(obj)
     if error is not None:
         raise error
     result_type = _RESULT_TYPES.get(method)
     if result_type is None:
-        raise WireError(f"{method} has no typed result")
+        raise BrokerProtocolError(f"{method} has no typed result")
     return result_type.from_wire(obj)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 from authbroker import broker1
 from authbroker.client import BrokerClient
-from authbroker.errors import AuthBrokerError, BrokerProtocolError
+from authbroker.errors import AuthBrokerError, BrokerProtocolError, BrokerStatusError
 
 #: Azure CLI's public client id: azure-identity's default, registered in every Entra tenant.
 DEFAULT_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with BrokerClient(timeout=args.timeout) as client:
             return runner(client, args)
-    except broker1.BrokerError as exc:
+    except BrokerStatusError as exc:
         scopes = "".join(f" --scope {s}" for s in getattr(args, "scope", None) or [])
         hint = _HINTS.get(int(exc.status), _DEFAULT_HINT).format(scopes=scopes)
         status = exc.status.name if isinstance(exc.status, broker1.Status) else exc.status
@@ -117,7 +117,7 @@ def _find_account(client: BrokerClient, args: argparse.Namespace) -> broker1.Acc
     for account in client.get_accounts(args.client_id):
         if account.username.lower() == args.username.lower():
             return account
-    raise broker1.BrokerError(broker1.Status.ACCOUNT_NOT_FOUND,
+    raise BrokerStatusError(broker1.Status.ACCOUNT_NOT_FOUND,
                           f"{args.username} is not signed in to the broker",
                           tag="cli.account-not-found")
 
@@ -163,7 +163,7 @@ def _login(client: BrokerClient, args: argparse.Namespace) -> int:
     try:
         result = client.acquire_token_interactively(auth, correlation_id=correlation_id)
     except KeyboardInterrupt:  # Ctrl-C: end the broker's sign-in too, not just our wait
-        with contextlib.suppress(AuthBrokerError, broker1.BrokerError), \
+        with contextlib.suppress(AuthBrokerError), \
                 BrokerClient(timeout=5) as other:
             other.cancel_interactive_flow(correlation_id=correlation_id)
         raise

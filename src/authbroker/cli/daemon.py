@@ -23,8 +23,8 @@ from pathlib import Path
 from authbroker import broker1
 from authbroker.config import Settings, setting
 from authbroker.daemon.handler import CallContext, Handler
-from authbroker.daemon.service import BrokerService, NameTakenError
-from authbroker.errors import AuthBrokerError, ConfigurationError
+from authbroker.daemon.service import BrokerService
+from authbroker.errors import AuthBrokerError, BrokerStatusError, ConfigurationError, NameTakenError
 
 log = logging.getLogger("authbroker.daemon")
 
@@ -65,7 +65,7 @@ class _DeferredHandler:
         try:
             core = await asyncio.shield(self.ready)
         except AuthBrokerError as exc:
-            raise broker1.BrokerError(broker1.Status.INCORRECT_CONFIGURATION,
+            raise BrokerStatusError(broker1.Status.INCORRECT_CONFIGURATION,
                                   f"the broker could not start: {exc}",
                                   tag="daemon.start") from None
         return await core.handle(method, request, ctx)

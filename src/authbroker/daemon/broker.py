@@ -40,7 +40,7 @@ from authbroker.config import Settings, setting
 from authbroker.daemon import signin
 from authbroker.daemon.handler import CallContext
 from authbroker.daemon.msal_engine import TokenEngine, split_claims, unreachable
-from authbroker.errors import ConfigurationError
+from authbroker.errors import BrokerProtocolError, BrokerStatusError, ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ R = TypeVar("R")
 
 def _expect(request: broker1.Request, kind: type[R]) -> R:
     if not isinstance(request, kind):
-        raise broker1.BrokerError(
+        raise BrokerStatusError(
             broker1.Status.API_CONTRACT_VIOLATION,
             f"expected a {kind.__name__}, got a {type(request).__name__}",
             tag="core.request_type",
@@ -174,7 +174,7 @@ class BrokerCore:
         for entry in doc.get("accounts") or []:
             try:
                 account = broker1.Account.from_wire(entry)
-            except broker1.WireError as exc:
+            except BrokerProtocolError as exc:
                 log.error("skipping an unreadable account in the store: %s", exc)
                 continue
             self._accounts[account.home_account_id] = dict(
@@ -247,7 +247,7 @@ class BrokerCore:
             return broker1.OkResult()
         if method is broker1.Method.GET_LINUX_BROKER_VERSION:
             return broker1.VersionResult()
-        raise broker1.BrokerError(
+        raise BrokerStatusError(
             broker1.Status.UNEXPECTED,
             f"{method} is not supported yet by authbroker",
             tag=f"core.unsupported.{method}",
@@ -277,7 +277,7 @@ class BrokerCore:
         return None
 
     def find_account(self, request: broker1.SetDefaultAccountRequest) -> str:
-        """The homeAccountId of the signed-in account a request names; BrokerError if none."""
+        """The homeAccountId of the signed-in account a request names; BrokerStatusError if none."""
         if request.home_account_id:
             if request.home_account_id in self._accounts:
                 return request.home_account_id
@@ -288,14 +288,14 @@ class BrokerCore:
             found = [hid for hid, a in self._accounts.items()
                      if str(a.get("username", "")).lower() == request.username.lower()]
         if len(found) > 1:
-            raise broker1.BrokerError(
+            raise BrokerStatusError(
                 broker1.Status.API_CONTRACT_VIOLATION,
                 f"several signed-in accounts are named {wanted}; name one by homeAccountId",
                 tag="core.default.ambiguous",
             )
         if not found:
             names = ", ".join(sorted(str(a.get("username")) for a in self._accounts.values()))
-            raise broker1.BrokerError(
+            raise BrokerStatusError(
                 broker1.Status.ACCOUNT_NOT_FOUND,
                 f"{wanted} is not signed in to the broker (signed in: {names or 'nobody'})",
                 tag="core.default.unknown",
@@ -306,7 +306,7 @@ class BrokerCore:
         """Make a signed-in account the default; it stays so until chosen otherwise or removed."""
         await self.start()
         if home_account_id not in self._accounts:
-            raise broker1.BrokerError(
+            raise BrokerStatusError(
                 broker1.Status.ACCOUNT_NOT_FOUND,
                 f"no signed-in account {home_account_id}",
                 tag="core.default.unknown",
@@ -349,7 +349,7 @@ class BrokerCore:
         await self.start()
         home_account_id = auth.account.home_account_id if auth.account else self.default_account
         if not home_account_id:
-            raise broker1.BrokerError(
+            raise BrokerStatusError(
                 broker1.Status.INTERACTION_REQUIRED,
                 "no account is signed in (or none is the default); sign in interactively",
                 tag="core.silent.no_account",
@@ -397,12 +397,12 @@ class BrokerCore:
             # removed meanwhile: the refresh must not bring the account back
             if self._removals.get(home_account_id, 0) != removals:
                 await self._run(self.engine.remove_account, home_account_id)
-                raise broker1.BrokerError(
+                raise BrokerStatusError(
                     broker1.Status.INTERACTION_REQUIRED,
                     "the account was signed out while its token was being refreshed",
                     tag="core.silent.removed",
                 )
-        except broker1.BrokerError as exc:
+        except BrokerStatusError as exc:
             log.info(
                 "silent %s for %s: status %d (%s)",
                 ctx.correlation_id,

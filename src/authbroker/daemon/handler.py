@@ -1,7 +1,7 @@
 """The contract between the D-Bus façade (service.py) and the broker core (core.py).
 
 The service parses each call into a typed ``ipc`` request, checks the caller, and awaits
-``Handler.handle``. The handler returns a typed ``ipc`` result or raises ``broker1.BrokerError``;
+``Handler.handle``. The handler returns a typed ``ipc`` result or raises ``BrokerStatusError``;
 the service turns either into the reply JSON. Nothing here knows about D-Bus.
 """
 
@@ -33,7 +33,7 @@ class CallContext:
 
 
 class Handler(Protocol):
-    """Broker1 methods and our own ``broker1.UiMethod``s alike (unknown ones: a BrokerError)."""
+    """Broker1 methods and our own ``broker1.UiMethod``s alike (unknown: a BrokerStatusError)."""
 
     async def handle(
         self, method: broker1.AnyMethod, request: broker1.Request, ctx: CallContext

@@ -21,7 +21,7 @@ authority at all, goes to the configured authority (``AUTHBROKER_AUTHORITY`` / c
 instance discovery off and the request's tenant path segment kept. Other authorities go as given;
 instance discovery stays on only for Microsoft's own hosts.
 
-Errors leave as ``broker1.BrokerError`` whose ``context`` never holds a token.
+Errors leave as ``BrokerStatusError`` whose ``context`` never holds a token.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 from msal.oauth2cli.oidc import decode_part
 
 from authbroker import broker1
+from authbroker.errors import BrokerStatusError
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class Target:
 def _split_authority(url: str) -> tuple[str, str, int | None, str]:
     parts = urlsplit(url.strip())
     if parts.scheme != "https" or not parts.hostname:
-        raise broker1.BrokerError(
+        raise BrokerStatusError(
             broker1.Status.INCORRECT_CONFIGURATION,
             f"the authority {url!r} is not an https URL",
             tag="engine.authority",
@@ -140,7 +141,7 @@ def split_claims(decoded: str) -> Claims:
     try:
         claims = json.loads(decoded)
     except ValueError:
-        raise broker1.BrokerError(
+        raise BrokerStatusError(
             broker1.Status.API_CONTRACT_VIOLATION, "decodedClaims is not JSON", tag="engine.claims"
         ) from None
     if not isinstance(claims, dict):
@@ -199,8 +200,8 @@ def account_from(id_claims: Mapping[str, Any], client_info: str,
     )
 
 
-def error_from_result(result: Mapping[str, Any], site: str) -> broker1.BrokerError:
-    """An msal error dict as a BrokerError: 2 when a person must sign in, else 0."""
+def error_from_result(result: Mapping[str, Any], site: str) -> BrokerStatusError:
+    """An msal error dict as a BrokerStatusError: 2 when a person must sign in, else 0."""
     error = str(result.get("error") or "unknown_error")
     description = str(result.get("error_description") or "").strip()
     codes = result.get("error_codes")
@@ -214,10 +215,10 @@ def error_from_result(result: Mapping[str, Any], site: str) -> broker1.BrokerErr
     status = broker1.Status.UNEXPECTED
     if error in INTERACTION_ERRORS:
         status = broker1.Status.INTERACTION_REQUIRED
-    return broker1.BrokerError(status, context[:1000], error_code=code, tag=site)
+    return BrokerStatusError(status, context[:1000], error_code=code, tag=site)
 
 
-def unreachable(exc: BaseException, authority: str, site: str) -> broker1.BrokerError:
+def unreachable(exc: BaseException, authority: str, site: str) -> BrokerStatusError:
     """An authority that cannot be reached, with a doctor-style hint naming the setting."""
     hint = (
         f"check that it is running, or set {AUTHORITY_SETTING} (or `authority` in the config "
@@ -234,7 +235,7 @@ def unreachable(exc: BaseException, authority: str, site: str) -> broker1.Broker
         what, status = "the request failed", broker1.Status.SERVER_TEMPORARILY_UNAVAILABLE
     else:  # msal's ValueError("Unable to get authority configuration ...") and the like
         what, status = "it has no usable OpenID configuration", broker1.Status.UNEXPECTED
-    return broker1.BrokerError(
+    return BrokerStatusError(
         status, f"cannot reach the authority {authority}: {what}; {hint}", tag=site
     )
 
@@ -366,7 +367,7 @@ class TokenEngine:
 
     def acquire_silent(self, auth: broker1.AuthParameters,
                        home_account_id: str) -> broker1.TokenResult:
-        """A cached access token or a refresh through msal; BrokerError status 2 if neither."""
+        """A cached access token or a refresh through msal; status 2 if neither."""
         target = self.target(auth)
         claims = split_claims(auth.decoded_claims)
         app = self.app(auth.client_id, target, claims.capabilities)
@@ -386,7 +387,7 @@ class TokenEngine:
         ):
             account = self.msal_account(app, home_account_id)
         if account is None:
-            raise broker1.BrokerError(
+            raise BrokerStatusError(
                 broker1.Status.INTERACTION_REQUIRED,
                 f"no signed-in account {home_account_id} at {target.environment}; sign in",
                 tag="engine.silent.account",
@@ -403,12 +404,12 @@ class TokenEngine:
             self.forget_http_cache()
             raise unreachable(exc, target.authority, "engine.silent.network") from None
         except ValueError as exc:  # msal refusing the request itself (e.g. a malformed scope)
-            raise broker1.BrokerError(
+            raise BrokerStatusError(
                 broker1.Status.UNEXPECTED, f"msal refused the request: {exc}"[:500],
                 tag="engine.silent.refused",
             ) from None
         if not result:
-            raise broker1.BrokerError(
+            raise BrokerStatusError(
                 broker1.Status.INTERACTION_REQUIRED,
                 f"no refresh token for client {auth.client_id} and this account; sign in",
                 tag="engine.silent.no_rt",
@@ -425,13 +426,13 @@ class TokenEngine:
         target: Target,
         home_account_id: str | None = None,
     ) -> broker1.TokenResult:
-        """An msal result as a wire TokenResult (or the BrokerError it carries)."""
+        """An msal result as a wire TokenResult (or the BrokerStatusError it carries)."""
         if "error" in result:
             self.forget_http_cache()
             raise error_from_result(result, "engine.result")
         access_token = result.get("access_token")
         if not access_token:
-            raise broker1.BrokerError(
+            raise BrokerStatusError(
                 broker1.Status.UNEXPECTED, "the authority returned no access token",
                 tag="engine.no_at",
             )
@@ -447,7 +448,7 @@ class TokenEngine:
             if not (oid and tid) and home_account_id and "." in home_account_id:
                 oid, tid = home_account_id.split(".", 1)
             if not (oid and tid):
-                raise broker1.BrokerError(
+                raise BrokerStatusError(
                     broker1.Status.UNEXPECTED,
                     "the authority's answer names no account (no client_info, oid or tid)",
                     tag="engine.no_account",

@@ -10,7 +10,7 @@ For every Broker1 call the service asks the bus for the caller's uid (never trus
 message), refuses other users, parses the request with ``broker1.parse_request`` and awaits
 ``Handler.handle``. Our own ``broker1.UiMethod``s on ``broker1.UI_INTERFACE``
 (``SetDefaultAccount``, ``GetDefaultAccount``: ``(s correlation_id, s request_json) -> s``)
-go the same way, uid check included. Every outcome (a result, a ``broker1.BrokerError``, a
+go the same way, uid check included. Every outcome (a result, a ``BrokerStatusError``, a
 malformed request, a wrong D-Bus signature, a bug) becomes a JSON reply: a call is never left
 unanswered and the daemon does not crash. Logs carry the method, a sanitised correlation id,
 the duration and the status, never a request or response body.
@@ -50,7 +50,12 @@ from jeepney.wrappers import unwrap_msg
 from authbroker import broker1
 from authbroker.broker1.memo import IdentityMemo, TextMemo
 from authbroker.daemon.handler import CallContext, DeviceCodePrompt, Handler
-from authbroker.errors import AuthBrokerError, BrokerUnavailableError
+from authbroker.errors import (
+    BrokerProtocolError,
+    BrokerStatusError,
+    BrokerUnavailableError,
+    NameTakenError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +74,6 @@ MAX_CALLS_IN_FLIGHT = 64
 _METHODS = {m.value: m for m in broker1.Method}
 _UI_METHODS = {m.value: m for m in broker1.UiMethod}
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._:-]")
-
-
-class NameTakenError(AuthBrokerError):
-    """Someone else owns the broker's bus name."""
 
 
 def safe_id(value: object) -> str:
@@ -401,26 +402,26 @@ class BrokerService:
         try:
             reply = await self._broker_reply(method, sender, signature, body, correlation_id)
         except asyncio.CancelledError:
-            reply = broker1.encode(broker1.BrokerError(
+            reply = broker1.encode(broker1.error_reply(BrokerStatusError(
                 broker1.Status.TRANSIENT_ERROR, "the broker is shutting down; try again",
-                tag="service.shutdown").to_wire(method))
+                tag="service.shutdown"), method))
             self._log_call(method, correlation_id, started,
                            f"status {int(broker1.Status.TRANSIENT_ERROR)} (shutdown)")
             await asyncio.shield(self._reply(msg, "s", (reply,)))
             raise
-        except broker1.BrokerError as exc:
-            reply = broker1.encode(exc.to_wire(method))
+        except BrokerStatusError as exc:
+            reply = broker1.encode(broker1.error_reply(exc, method))
             outcome = f"status {int(exc.status)}"
         except _Refused as exc:
-            reply = broker1.encode(exc.error.to_wire(method))
+            reply = broker1.encode(broker1.error_reply(exc.error, method))
             outcome = exc.outcome
         except Exception as exc:
             log.error("%s correlation=%s failed with unexpected %s at %s", method.value,
                       safe_id(correlation_id), type(exc).__name__, _where(exc))
-            reply = broker1.encode(broker1.BrokerError(
+            reply = broker1.encode(broker1.error_reply(BrokerStatusError(
                 broker1.Status.UNEXPECTED,
                 f"internal broker error ({type(exc).__name__}); see the broker's log",
-                tag="service.unexpected").to_wire(method))
+                tag="service.unexpected"), method))
             outcome = f"status {int(broker1.Status.UNEXPECTED)} (internal error)"
         self._log_call(method, correlation_id, started, outcome)  # before the caller can see it
         await self._reply(msg, "s", (reply,))
@@ -430,30 +431,30 @@ class BrokerService:
         correlation_id: str,
     ) -> str:
         if len(self._tasks) > MAX_CALLS_IN_FLIGHT:
-            raise broker1.BrokerError(broker1.Status.TRANSIENT_ERROR,
+            raise BrokerStatusError(broker1.Status.TRANSIENT_ERROR,
                                   "the broker is busy with too many calls; try again",
                                   tag="service.busy")
         try:
             uid = await self.uid_of(sender)
         except Exception as exc:
-            raise _Refused(broker1.BrokerError(
+            raise _Refused(BrokerStatusError(
                 broker1.Status.INCORRECT_CONFIGURATION, "the broker could not identify the caller",
                 tag="service.uid-lookup"), outcome=f"uid lookup failed ({type(exc).__name__})",
             ) from exc
         if uid != self.expected_uid:
-            raise _Refused(broker1.BrokerError(
+            raise _Refused(BrokerStatusError(
                 broker1.Status.INCORRECT_CONFIGURATION,
                 f"this broker serves uid {self.expected_uid} only; the caller runs as uid {uid}",
                 tag="service.foreign-uid"), outcome=f"refused foreign uid {uid}")
         if signature != _signature(method):
-            raise broker1.BrokerError(
+            raise BrokerStatusError(
                 broker1.Status.API_CONTRACT_VIOLATION,
                 f"{method.value} takes {_ARGS[_signature(method)]}, not D-Bus signature "
                 f"{signature!r}", tag="service.signature")
         try:
             request = self._requests.get(method, body[-1], partial(broker1.parse_request, method))
-        except broker1.WireError as exc:
-            raise broker1.BrokerError(broker1.Status.API_CONTRACT_VIOLATION,
+        except BrokerProtocolError as exc:
+            raise BrokerStatusError(broker1.Status.API_CONTRACT_VIOLATION,
                                   f"malformed {method.value} request: {exc}",
                                   tag="service.parse") from None
         ctx = CallContext(  # the handler logs the id: give it the log-safe form
@@ -501,7 +502,7 @@ def _signature(method: broker1.AnyMethod) -> str:
 class _Refused(Exception):
     """A call refused before it reached the handler (``outcome`` is for the log)."""
 
-    def __init__(self, error: broker1.BrokerError, *, outcome: str) -> None:
+    def __init__(self, error: BrokerStatusError, *, outcome: str) -> None:
         super().__init__(error.context)
         self.error = error
         self.outcome = outcome

@@ -31,6 +31,7 @@ import msal
 from authbroker import broker1
 from authbroker.daemon import msal_engine as eng
 from authbroker.daemon.handler import CallContext, DeviceCodePrompt
+from authbroker.errors import BrokerStatusError
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -75,7 +76,7 @@ def can_open_browser() -> bool:
 def choose_mode(forced: str | None) -> str:
     if forced:
         if forced not in MODES:
-            raise broker1.BrokerError(
+            raise BrokerStatusError(
                 broker1.Status.INCORRECT_CONFIGURATION,
                 f"AUTHBROKER_UI must be one of {', '.join(MODES)}, not {forced!r}",
                 tag="ui.mode",
@@ -96,7 +97,7 @@ class SignIn:
         self._cancelled.set()
 
     async def run(self, flow: Awaitable[T], timeout: float) -> T:
-        """The flow's result, or BrokerError on cancel (7) or timeout; the flow is cleaned up."""
+        """The flow's result, or BrokerStatusError on cancel (7) or timeout; cleans up."""
         task = asyncio.ensure_future(flow)
         cancel = asyncio.ensure_future(self._cancelled.wait())
         try:
@@ -116,11 +117,11 @@ class SignIn:
                 log.error("sign-in %s: the flow did not stop when cancelled", self.correlation_id)
         if cancel in done:
             log.info("sign-in %s cancelled", self.correlation_id)
-            raise broker1.BrokerError(
+            raise BrokerStatusError(
                 broker1.Status.USER_CANCELED, "the sign-in was cancelled", tag="ui.cancelled"
             )
         log.warning("sign-in %s timed out after %.0f s", self.correlation_id, timeout)
-        raise broker1.BrokerError(
+        raise BrokerStatusError(
             broker1.Status.UNEXPECTED,
             f"the sign-in did not finish within {timeout:.0f} s; try again",
             tag="ui.timeout",
@@ -210,7 +211,7 @@ class Interaction:
             if result is not None:
                 return result
             if forced:
-                raise broker1.BrokerError(
+                raise BrokerStatusError(
                     broker1.Status.UNEXPECTED,
                     "no browser could be opened and AUTHBROKER_UI=browser forbids the "
                     "device-code flow; set BROWSER or unset AUTHBROKER_UI",
@@ -251,7 +252,7 @@ class Interaction:
         finally:
             await listener.close()
         if response.get("error") == "access_denied":
-            raise broker1.BrokerError(
+            raise BrokerStatusError(
                 broker1.Status.USER_CANCELED,
                 f"the sign-in was declined: {response.get('error_description', '')}"[:500],
                 tag="ui.browser.denied",

@@ -17,8 +17,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from authbroker import broker1
-from authbroker.broker1 import Account, AuthParameters, BrokerError, PopParams, Status, TokenResult
-from authbroker.errors import AuthBrokerError, BrokerUnavailableError
+from authbroker.broker1 import Account, AuthParameters, PopParams, Status, TokenResult
+from authbroker.errors import AuthBrokerError, BrokerStatusError, BrokerUnavailableError
 from authbroker.plugin.backends.base import (
     BackendError,
     Kind,
@@ -118,7 +118,7 @@ def translate(exc: BaseException) -> BackendError:
     """A client-side exception as a BackendError (the wire → client edge)."""
     if isinstance(exc, BackendError):
         return exc
-    if isinstance(exc, BrokerError):
+    if isinstance(exc, BrokerStatusError):
         message = exc.context or "the broker reported an error"
         if exc.status in _INTERACTION:
             return BackendError(Kind.INTERACTION_REQUIRED, message)
