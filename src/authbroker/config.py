@@ -1,7 +1,8 @@
-"""Settings: AUTHBROKER_* environment variables, XDG paths and the config file.
+"""Settings: every AUTHBROKER_* environment variable, the XDG paths and the config file.
 
 The config file is ``$XDG_CONFIG_HOME/authbroker/config.toml`` (flat keys, e.g.
-``authority = "https://127.0.0.1:8443"``). Environment variables win over the file.
+``authority = "https://127.0.0.1:8443"``). Environment variables win over the file. Every
+``AUTHBROKER_*`` name the project reads is a constant below; nothing else spells one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,30 @@ from pathlib import Path
 from authbroker.errors import ConfigurationError
 
 ENV_PREFIX = "AUTHBROKER_"
+
+# -- the environment variables (users and scripts rely on these names: never rename one)
+#: The config file to read instead of $XDG_CONFIG_HOME/authbroker/config.toml.
+CONFIG = ENV_PREFIX + "CONFIG"
+#: The plugin's backend: native | dbus | browser (or auto).
+BACKEND = ENV_PREFIX + "BACKEND"
+#: The daemon's private authority, https://HOST:PORT[/tenant].
+AUTHORITY = ENV_PREFIX + "AUTHORITY"
+#: The daemon's sign-in UI: browser | device-code.
+UI = ENV_PREFIX + "UI"
+#: Seconds the daemon waits for an interactive sign-in.
+SIGN_IN_TIMEOUT = ENV_PREFIX + "SIGN_IN_TIMEOUT"
+#: The scripted user agent (authbroker.devkit.useragent): who signs in, and where it logs.
+UA_USERNAME = ENV_PREFIX + "UA_USERNAME"
+UA_PASSWORD = ENV_PREFIX + "UA_PASSWORD"
+UA_LOG = ENV_PREFIX + "UA_LOG"
+#: The azurite-blob command for the demo and the tests.
+AZURITE = ENV_PREFIX + "AZURITE"
+#: The local authority: allow access tokens shorter than msal's refresh margin (tests).
+AUTHORITY_ALLOW_SHORT_TOKENS = ENV_PREFIX + "AUTHORITY_ALLOW_SHORT_TOKENS"
+
+#: The daemon's access log (one line per answered call: method, correlation id, outcome,
+#: duration; never a body). A documented contract: the demo and the tests read it by this name.
+ACCESS_LOGGER = "authbroker.daemon.access"
 
 
 def _xdg(var: str, default: str) -> Path:
@@ -35,21 +60,38 @@ def data_home() -> Path:
 
 
 def config_file() -> Path:
-    return Path(os.environ.get(ENV_PREFIX + "CONFIG") or config_dir() / "config.toml")
+    return Path(os.environ.get(CONFIG) or config_dir() / "config.toml")
+
+
+_file_cache: dict[Path, tuple[int, dict[str, object]]] = {}
 
 
 def load_file_settings(path: Path | None = None) -> dict[str, object]:
-    """Read the config file; a missing file is empty, a malformed one is a clear error."""
+    """Read the config file (again only when it changed); a missing file is empty, a
+    malformed one is a clear error."""
     path = path or config_file()
     try:
+        stamp = os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read config file {path}: {exc}", hint="fix or remove the file"
+        ) from exc
+    cached = _file_cache.get(path)
+    if cached is not None and cached[0] == stamp:
+        return dict(cached[1])
+    try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            values = tomllib.load(fh)
     except FileNotFoundError:
         return {}
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise ConfigurationError(
             f"cannot read config file {path}: {exc}", hint="fix or remove the file"
         ) from exc
+    _file_cache[path] = (stamp, values)
+    return dict(values)
 
 
 def setting(name: str, default: str | None = None) -> str | None:
