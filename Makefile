@@ -18,7 +18,8 @@ venv: $(STAMP)
 demo: $(STAMP)
 	@if command -v npm >/dev/null; then scripts/install-node-deps.sh || \
 	  echo "(Azurite could not be installed: the demo skips its storage step)"; fi
-	$(BIN)/authbroker demo
+	azurite=$(CURDIR)/tests/node/node_modules/.bin/azurite-blob; [ -x $$azurite ] || azurite=; \
+	  AUTHBROKER_AZURITE="$${AUTHBROKER_AZURITE:-$$azurite}" $(BIN)/authbroker demo
 
 system-deps:
 	scripts/install-system-deps.sh
@@ -29,12 +30,12 @@ node-deps:
 microsoft-venv:
 	PYTHON=$(PY) scripts/microsoft-venv.sh
 
-test: system-deps node-deps $(STAMP) microsoft-venv
-	$(BIN)/ruff check src tests benchmarks
+test: system-deps node-deps $(STAMP) microsoft-venv lint
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -33,7 +33,7 @@ from jeepney import DBusAddress, MessageType, new_method_call
 from jeepney.io.blocking import DBusConnection, open_dbus_connection
 
 from authbroker import broker1
-from authbroker.client import Broker1Calls, BrokerClient
+from authbroker.client import Broker1Messages, BrokerClient
 from benchmarks import rig
 from benchmarks.harness import Row, measure, median_ms, report
 
@@ -160,7 +160,7 @@ def _served(tmp: Path) -> Served:
         silent = _sign_in(client, tmp)
         time.sleep(IDLE_PAUSE_S)
         idle_rss = rig.rss_mb(daemon.pid)
-        request_json = broker1.encode(Broker1Calls.silent_request(silent).to_wire())
+        request_json = broker1.encode(Broker1Messages.silent_request(silent).to_wire())
         reply = _raw_call(conn, broker1.BUS_NAME, request_json)
         token = broker1.parse_response(broker1.Method.ACQUIRE_TOKEN_SILENTLY, reply)
         assert isinstance(token, broker1.TokenResult) and token.access_token

@@ -11,11 +11,14 @@ Goal: ≤ 1.2× azure-identity.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import webbrowser
 from pathlib import Path
 
+from authbroker import config
+from authbroker.devkit import useragent
+from authbroker.devkit.privatebus import SESSION_BUS_VAR
+from authbroker.devkit.processes import environ
 from azure.identity import InteractiveBrowserCredential
 from azure.identity.broker import InteractiveBrowserBrokerCredential
 from benchmarks import rig
@@ -29,21 +32,21 @@ def main() -> str:
     with tempfile.TemporaryDirectory(prefix="ab-bench-plugin-") as name:
         tmp = Path(name)
         own_log = tmp / "ua-client.log"
-        with rig.authority(tmp) as auth, rig.private_bus() as bus, rig.broker(bus, auth, tmp), \
-                rig.environ(**rig.trust(auth), DBUS_SESSION_BUS_ADDRESS=bus.address,
-                            BROWSER=f"{sys.executable} -m authbroker.devkit.useragent %s",
-                            AUTHBROKER_UA_LOG=str(own_log), AUTHBROKER_BACKEND="auto"):
+        with rig.authority(tmp) as auth, rig.private_bus() as bus, \
+                rig.broker(bus, auth, tmp) as daemon, \
+                environ({**auth.trust_env(), SESSION_BUS_VAR: bus.address,
+                         **useragent.browser_env(own_log), config.BACKEND: "auto"}):
             webbrowser._tryorder = None  # type: ignore[attr-defined]  # read $BROWSER again
-            kwargs = {"authority": auth.url, "tenant_id": auth.tenant_id,
+            kwargs = {"authority": auth.authority, "tenant_id": auth.tenant_id,
                       "disable_instance_discovery": True, "timeout": 120}
             ours = InteractiveBrowserBrokerCredential(**kwargs)
             base = InteractiveBrowserCredential(**kwargs)
             try:
                 ours.get_token(SCOPE)
-                if rig.sign_ins(tmp / "ua-daemon.log") != 1 or rig.sign_ins(own_log) != 0:
+                if daemon.sign_ins() != 1 or useragent.sign_ins(own_log) != 0:
                     raise RuntimeError("our credential did not sign in through the daemon")
                 base.get_token(SCOPE)
-                if rig.sign_ins(own_log) != 1:
+                if useragent.sign_ins(own_log) != 1:
                     raise RuntimeError("azure-identity's credential did not sign in")
                 our_samples: list[float] = []
                 base_samples: list[float] = []
@@ -51,7 +54,7 @@ def main() -> str:
                     our_samples += measure(lambda: ours.get_token(SCOPE), repeat=CALLS_PER_BLOCK)
                     base_samples += measure(lambda: base.get_token(SCOPE),
                                             repeat=CALLS_PER_BLOCK)
-                if rig.sign_ins(tmp / "ua-daemon.log") + rig.sign_ins(own_log) != 2:
+                if daemon.sign_ins() + useragent.sign_ins(own_log) != 2:
                     raise RuntimeError("a cached call signed in again")
             finally:
                 ours.close()

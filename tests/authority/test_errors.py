@@ -168,7 +168,7 @@ def test_allowed_redirect_uris_get_the_sign_in_form(authority, redirect_uri):
     page = _authorize(authority, redirect_uri=redirect_uri)
     assert page.status_code == 200
     [form] = parse_page(page.text)[0]
-    assert form.method == "post" and {"username", "password"} <= set(form.fields)
+    assert form.method == "POST" and {"username", "password"} <= set(form.fields)
 
 
 def test_clients_file_registers_redirect_uris(tmp_path, authority):

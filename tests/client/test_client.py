@@ -10,8 +10,8 @@ import uuid
 import pytest
 
 from authbroker import broker1
+from authbroker.broker1 import DeviceCodePrompt
 from authbroker.client import AsyncBrokerClient, BrokerClient
-from authbroker.daemon.handler import DeviceCodePrompt
 from authbroker.errors import BrokerStatusError, BrokerUnavailableError
 from fixtures.broker_toy import ACCOUNT, CLIENT_INFO, access_token_for, served_toy
 from fixtures.daemon import DaemonProcess

@@ -13,12 +13,13 @@ import contextlib
 import time
 
 import pytest
-from test_core import auth, make_core
 
 from authbroker import broker1
-from authbroker.daemon.handler import CallContext, DeviceCodePrompt
+from authbroker.broker1 import DeviceCodePrompt
+from authbroker.daemon.handler import CallContext
 from authbroker.daemon.signin import SignIn
 from authbroker.errors import BrokerStatusError
+from fixtures.broker_core import auth, make_core
 from fixtures.desktop_notifications import NotificationServer
 
 STEPS = range(80)  # event-loop iterations between the prompt and the cancel

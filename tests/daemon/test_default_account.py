@@ -10,14 +10,15 @@ from contextlib import closing
 import jwt
 import pytest
 from jeepney import DBusAddress, MessageType, new_method_call
-from test_cli import SCOPE, SECOND, USER, cli, daemon, env  # noqa: F401  (env: a fixture)
 
 from authbroker import broker1
 from authbroker.client import AsyncBrokerClient, BrokerClient
 from authbroker.errors import BrokerStatusError
+from cli.test_cli import SCOPE, SECOND, USER, cli, daemon, env  # noqa: F401  (env: a fixture)
 
 CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
-UI = DBusAddress(broker1.OBJECT_PATH, bus_name=broker1.BUS_NAME, interface=broker1.UI_INTERFACE)
+UI = DBusAddress(broker1.OBJECT_PATH, bus_name=broker1.BUS_NAME,
+                 interface=broker1.EXTENSION_INTERFACE)
 NO_BROWSER = {"BROWSER": "/bin/false %s"}  # from here on no sign-in can happen
 
 

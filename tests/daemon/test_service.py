@@ -20,7 +20,7 @@ from jeepney import DBusAddress, DBusErrorResponse, MatchRule, MessageType, new_
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import Proxy, open_dbus_connection
 
-from authbroker import broker1
+from authbroker import broker1, config
 from authbroker.errors import NameTakenError
 from fixtures.broker_toy import ACCOUNT, CRASH_SECRET, ServedToy, access_token_for, served_toy
 
@@ -136,9 +136,9 @@ def test_ping_machine_id_and_introspection(toy, conn):
         args = [(a.get("name"), a.get("type"), a.get("direction")) for a in method.findall("arg")]
         assert args == [("protocol_version", "s", "in"), ("correlation_id", "s", "in"),
                         ("request_json", "s", "in"), ("result", "s", "out")]
-    signal = root.find(f"interface[@name='{broker1.UI_INTERFACE}']/signal")
+    signal = root.find(f"interface[@name='{broker1.EXTENSION_INTERFACE}']/signal")
     assert signal is not None and signal.get("name") == broker1.DEVICE_CODE_SIGNAL
-    ui = root.findall(f"interface[@name='{broker1.UI_INTERFACE}']/method")
+    ui = root.findall(f"interface[@name='{broker1.EXTENSION_INTERFACE}']/method")
     assert {m.get("name") for m in ui} == {broker1.SET_DEFAULT_ACCOUNT, broker1.GET_DEFAULT_ACCOUNT}
     for method in ui:
         args = [(a.get("name"), a.get("type"), a.get("direction")) for a in method.findall("arg")]
@@ -191,7 +191,8 @@ def test_wrong_dbus_signature_still_gets_a_json_error(toy, conn):
     empty = raw_call(conn, broker1.Method.GET_ACCOUNTS.value, (), None)
     assert_error_object(json.loads(empty.body[0]), broker1.Status.API_CONTRACT_VIOLATION,
                         token_method=False)
-    ui = DBusAddress(broker1.OBJECT_PATH, bus_name=broker1.BUS_NAME, interface=broker1.UI_INTERFACE)
+    ui = DBusAddress(broker1.OBJECT_PATH, bus_name=broker1.BUS_NAME,
+                     interface=broker1.EXTENSION_INTERFACE)
     three = raw_call(conn, broker1.SET_DEFAULT_ACCOUNT, ("0.0", "c", "{}"), address=ui)
     err = assert_error_object(json.loads(three.body[0]), broker1.Status.API_CONTRACT_VIOLATION,
                               token_method=False)
@@ -223,7 +224,7 @@ def test_a_foreign_uid_is_refused(dbus_session, conn):
         assert "accounts" not in reply
         # our own interface's methods are checked the same way
         ui = DBusAddress(broker1.OBJECT_PATH, bus_name=broker1.BUS_NAME,
-                         interface=broker1.UI_INTERFACE)
+                         interface=broker1.EXTENSION_INTERFACE)
         set_default = raw_call(conn, broker1.SET_DEFAULT_ACCOUNT,
                                ("corr-ui", json.dumps({"username": "toy@contoso.example"})),
                                "ss", address=ui)
@@ -285,7 +286,7 @@ def test_calls_are_logged_without_bodies(toy, conn, caplog):
                 correlation_id="corr-log\nforged line")
     broker_call(conn, broker1.Method.ACQUIRE_TOKEN_SILENTLY, {"authParameters": auth(["needs-ui"])},
                 correlation_id="corr-ui")
-    lines = [r.getMessage() for r in caplog.records if r.name == "authbroker.daemon.service"]
+    lines = [r.getMessage() for r in caplog.records if r.name == config.ACCESS_LOGGER]
     ok = [line for line in lines if "corr-log" in line]
     assert len(ok) == 1 and "acquireTokenSilently" in ok[0] and " ok " in ok[0]
     assert "\n" not in ok[0]  # a caller cannot forge log lines through the correlation id
@@ -293,7 +294,7 @@ def test_calls_are_logged_without_bodies(toy, conn, caplog):
     assert any("corr-ui" in line and "status 2" in line for line in lines)
     # answered silent calls are the hot path (DEBUG); a failure is worth INFO
     levels = {r.getMessage().split()[1]: r.levelno for r in caplog.records
-              if r.name == "authbroker.daemon.service" and "correlation=corr-" in r.getMessage()}
+              if r.name == config.ACCESS_LOGGER and "correlation=corr-" in r.getMessage()}
     assert levels["correlation=corr-log?forged?line"] == logging.DEBUG
     assert levels["correlation=corr-ui"] == logging.INFO
     assert "marker.example" not in caplog.text
@@ -301,7 +302,7 @@ def test_calls_are_logged_without_bodies(toy, conn, caplog):
 
 
 def test_device_code_prompt_goes_to_the_caller_only(toy, dbus_session):
-    rule = MatchRule(type="signal", interface=broker1.UI_INTERFACE,
+    rule = MatchRule(type="signal", interface=broker1.EXTENSION_INTERFACE,
                      member=broker1.DEVICE_CODE_SIGNAL)
     with closing(open_dbus_connection(dbus_session.address)) as caller, \
             closing(open_dbus_connection(dbus_session.address)) as bystander:

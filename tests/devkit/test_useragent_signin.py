@@ -72,29 +72,19 @@ def test_wrong_password_is_an_error_naming_the_problem_not_the_password(authorit
 def test_account_picker_picks_the_named_account_without_a_password(authority, loopback):
     app, session = _app(authority), requests.Session()
     session.verify = authority.ca_bundle
-    first = app.initiate_auth_code_flow(
-        SCOPES, redirect_uri=loopback.redirect_uri, response_mode="form_post"
-    )
-    sign_in(first["auth_uri"], USER, DEMO_PASSWORD, session=session)
-    assert _username(app.acquire_token_by_auth_code_flow(first, loopback.wait().fields)) == USER
+
+    def signed_in(username: str, password: str, **flow_kwargs: str) -> str:
+        flow = app.initiate_auth_code_flow(
+            SCOPES, redirect_uri=loopback.redirect_uri, response_mode="form_post", **flow_kwargs
+        )
+        sign_in(flow["auth_uri"], username, password, session=session)
+        return _username(app.acquire_token_by_auth_code_flow(flow, loopback.wait().fields))
+
+    assert signed_in(USER, DEMO_PASSWORD) == USER
     # A second account in the same browser: the picker's "use another account" leads to the form.
-    second = app.initiate_auth_code_flow(
-        SCOPES,
-        redirect_uri=loopback.redirect_uri,
-        response_mode="form_post",
-        prompt="select_account",
-    )
-    sign_in(second["auth_uri"], SECOND, DEMO_PASSWORD, session=session)
-    assert _username(app.acquire_token_by_auth_code_flow(second, loopback.wait().fields)) == SECOND
+    assert signed_in(SECOND, DEMO_PASSWORD, prompt="select_account") == SECOND
     # Now the picker offers the first account; picking it needs no password.
-    third = app.initiate_auth_code_flow(
-        SCOPES,
-        redirect_uri=loopback.redirect_uri,
-        response_mode="form_post",
-        prompt="select_account",
-    )
-    sign_in(third["auth_uri"], USER, "", session=session)
-    assert _username(app.acquire_token_by_auth_code_flow(third, loopback.wait().fields)) == USER
+    assert signed_in(USER, "", prompt="select_account") == USER
 
 
 def test_browser_command_returns_before_the_app_listens(authority, loopback_socket, tmp_path):
@@ -157,3 +147,14 @@ def test_an_error_answer_is_delivered_to_the_app_and_returned(authority, loopbac
     arrival = loopback.wait()
     assert arrival.fields["error"] == "interaction_required"
     assert arrival.fields["state"] == flow["state"] and "code" not in arrival.fields
+
+
+def test_without_delivery_the_answer_is_returned_and_the_app_gets_nothing(authority, loopback):
+    app = _app(authority)
+    flow = app.initiate_auth_code_flow(
+        SCOPES, redirect_uri=loopback.redirect_uri, response_mode="form_post"
+    )
+    answer = sign_in(flow["auth_uri"], USER, DEMO_PASSWORD, deliver=False)
+    assert (answer.url, answer.method, answer.status) == (loopback.redirect_uri, "POST", None)
+    assert loopback.arrivals.empty()
+    assert _username(app.acquire_token_by_auth_code_flow(flow, answer.fields)) == USER

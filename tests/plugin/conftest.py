@@ -17,6 +17,12 @@ from fixtures.daemon import DaemonProcess, daemon_env
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 USERNAME = "user@contoso.example"
+#: A Signed HTTP Request PoP request (PopTokenRequestOptions' ``pop``).
+POP = {
+    "resource_request_method": "GET",
+    "resource_request_url": "https://127.0.0.1:10000/devstoreaccount1/c",
+    "nonce": "n-1",
+}
 
 
 def claims_of(token: str) -> dict:
@@ -91,16 +97,11 @@ def twin(request):
 
 def sign_ins(browser) -> int:
     """How many times the scripted user agent signed somebody in."""
-    return browser.log_text().count("signing in as")
+    return browser.sign_ins()
 
 
 class RunningDaemon(DaemonProcess):
-    """Our daemon, signing in with the scripted user agent, whose sign-ins are counted."""
-
-    def sign_ins(self) -> int:
-        ua_log = Path(self.env["AUTHBROKER_UA_LOG"])
-        text = ua_log.read_text() if ua_log.exists() else ""
-        return text.count("signing in as")
+    """Our daemon, signing in with the scripted user agent (``sign_ins()`` counts them)."""
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ def main(authority: str, tenant: str, scope: str, *steps: str) -> None:
         disable_interactive_fallback="quiet" in steps,
     )
     token = credential.get_token(scope)
-    runner = credential._runner
+    fallback = credential._driver.fallback
     pop_error = None
     if "pop" in steps:
         pop = {"resource_request_method": "GET", "resource_request_url": "https://h/p"}
@@ -35,8 +35,8 @@ def main(authority: str, tenant: str, scope: str, *steps: str) -> None:
             pop_error = f"{type(exc).__name__}: {exc.message}"
     report = {
         "pop": pop_error,
-        "backend": next(iter(runner._backends)),
-        "reasons": runner.selection.reasons,
+        "backend": next(iter(fallback.backends)),
+        "reasons": fallback.selection.reasons,
         "upn": jwt.decode(token.token, options={"verify_signature": False}).get("upn"),
         "username": credential._auth_record.username if credential._auth_record else None,
     }

@@ -5,16 +5,10 @@ from __future__ import annotations
 
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
-from azure.identity._internal import within_dac
 
 from azure.identity import AuthenticationRequiredError, CredentialUnavailableError
-from plugin.conftest import STORAGE_SCOPE, USERNAME, claims_of, sign_ins
-
-POP = {
-    "resource_request_method": "GET",
-    "resource_request_url": "https://127.0.0.1:10000/devstoreaccount1/c",
-    "nonce": "n-1",
-}
+from azure.identity.broker._compat import within_dac
+from plugin.conftest import POP, STORAGE_SCOPE, USERNAME, claims_of, sign_ins
 
 
 def test_sign_in_once_then_served_from_memory(twin, cred_kwargs, browser_backend) -> None:

@@ -15,19 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 import msal
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
-from azure.identity._internal import within_dac
 
 from authbroker.broker1 import INTERFACE
 from azure.identity import AuthenticationRequiredError, CredentialUnavailableError
 from azure.identity.broker import InteractiveBrowserBrokerCredential
+from azure.identity.broker._compat import within_dac
 from azure.identity.broker.aio import InteractiveBrowserBrokerCredential as AioCredential
-from plugin.conftest import STORAGE_SCOPE, USERNAME, claims_of
-
-POP = {
-    "resource_request_method": "GET",
-    "resource_request_url": "https://127.0.0.1:10000/devstoreaccount1/c",
-    "nonce": "n-1",
-}
+from plugin.conftest import POP, STORAGE_SCOPE, USERNAME, claims_of
 
 
 def test_sign_in_through_the_daemon_then_memory(twin, cred_kwargs, broker_daemon) -> None:
@@ -37,8 +31,8 @@ def test_sign_in_through_the_daemon_then_memory(twin, cred_kwargs, broker_daemon
     assert broker_daemon.sign_ins() == 1
     assert credential.get_token_info(STORAGE_SCOPE).token == first.token
     assert broker_daemon.sign_ins() == 1
-    runner = credential.credential._runner
-    assert list(runner._backends) == ["dbus"]  # no fallback happened on the way
+    fallback = credential.credential._driver.fallback
+    assert list(fallback.backends) == ["dbus"]  # no fallback happened on the way
 
 
 def test_record_restores_the_account_silently(twin, cred_kwargs, broker_daemon) -> None:
@@ -242,3 +236,31 @@ def test_parent_window_handle_reaches_the_broker(
     text = (tmp_path / "monitor.txt").read_text()
     request = json.loads(text[text.index('string "{') + 8 : text.rindex('}"') + 1])
     assert request["parentWindowHandle"] == expected
+
+
+def test_id_token_is_read_once_and_an_unreadable_one_fails() -> None:
+    """The broker's id_token names the account (entra's rule); garbage is never a token."""
+    from authbroker.broker1 import TokenResult
+    from authbroker.plugin.backends.base import BackendError, Kind, TokenQuery
+    from authbroker.plugin.backends.dbus import to_token
+
+    query = TokenQuery(client_id="c", authority="https://login.example", tenant_id="t",
+                       scopes=(STORAGE_SCOPE,))
+    payload = {"oid": "u", "tid": "t", "preferred_username": USERNAME}
+    id_token = f"e30.{_b64(payload)}.sig"
+    good = TokenResult(access_token="a", id_token=id_token, client_info="", expires_on=9e9)
+    token = to_token(good, query)
+    assert token.id_token_claims == payload
+    assert token.account is not None
+    assert (token.account.home_account_id, token.account.username) == ("u.t", USERNAME)
+    assert token.account.environment == "login.example"
+    with pytest.raises(BackendError, match="unreadable id_token") as info:
+        to_token(TokenResult(access_token="a", id_token="not-a-jwt", client_info="",
+                             expires_on=9e9), query)
+    assert info.value.kind is Kind.FAILED
+
+
+def _b64(claims: dict) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()

@@ -15,7 +15,7 @@ from jeepney.io.blocking import Proxy
 from authbroker.broker1 import BUS_NAME
 from authbroker.plugin.backends import native
 from authbroker.plugin.backends.select import Selection, default_order, diagnose
-from authbroker.plugin.drivers import SyncRunner
+from authbroker.plugin.drivers import SyncDriver
 from azure.identity import CredentialUnavailableError
 from azure.identity.broker import InteractiveBrowserBrokerCredential
 from plugin.conftest import STORAGE_SCOPE, USERNAME, claims_of, sign_ins
@@ -23,8 +23,8 @@ from plugin.conftest import STORAGE_SCOPE, USERNAME, claims_of, sign_ins
 
 def chosen(**_: object) -> tuple[str, dict[str, str]]:
     """The backend a fresh credential would use here, and why the others were dropped."""
-    runner = SyncRunner(lambda name: type("B", (), {"name": name})())
-    return runner.backend().name, runner.selection.reasons
+    driver = SyncDriver(lambda name: type("B", (), {"name": name})())
+    return driver._drive(driver.fallback.backend()).name, driver.fallback.selection.reasons
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_native_without_its_libraries_falls_back_to_the_daemon(
     token = credential.get_token(STORAGE_SCOPE)
     assert claims_of(token.token)["upn"] == USERNAME
     assert broker_daemon.sign_ins() == 1
-    reasons = credential.credential._runner.selection.reasons
+    reasons = credential.credential._driver.fallback.selection.reasons
     assert "shared libraries" in reasons["native"]
 
 

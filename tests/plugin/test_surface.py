@@ -12,17 +12,17 @@ import pytest
 from azure.core.credentials import TokenRequestOptions
 from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError
-from azure.identity._internal import within_dac
 
 import azure.identity.broker as broker
 import azure.identity.broker.aio as broker_aio
 from authbroker.plugin.backends.base import BackendError, Kind
-from authbroker.plugin.core import Options, PluginCore
+from authbroker.plugin.translate import translate
 from azure.identity import (
     AuthenticationRecord,
     CredentialUnavailableError,
     InteractiveBrowserCredential,
 )
+from azure.identity.broker._compat import within_dac
 
 CLOSED = "https://127.0.0.1:9"  # nothing listens there: any I/O would fail loudly
 
@@ -154,9 +154,11 @@ def test_mtls_pop_is_refused_not_downgraded() -> None:
 
 
 def test_redirect_uri_error_names_every_platform_uri() -> None:
-    core = PluginCore(Options(client_id="cid-1", authority=CLOSED, tenant_id="t"))
-    error = core.translate(
-        BackendError(Kind.FAILED, "AADSTS50011: The redirect URI 'x' does not match"), None
+    error = translate(
+        BackendError(Kind.FAILED, "AADSTS50011: The redirect URI 'x' does not match"),
+        None,
+        client_id="cid-1",
+        in_dac=False,
     )
     assert isinstance(error, ClientAuthenticationError)
     message = str(error)

@@ -1,6 +1,7 @@
 """The local, offline Entra-compatible authority (``authbroker authority``).
 
-Run it with the CLI (:mod:`authbroker.authority.command`) or in-process with :func:`serve`::
+Run it with the CLI (``authbroker authority``, :mod:`authbroker.cli.authority`), until a
+signal with :func:`run` (:mod:`authbroker.authority.command`), or in-process with :func:`serve`::
 
     async with serve(AuthorityConfig(data_dir=path, port=0)) as running:
         print(running.info)          # the same dict the CLI prints as its JSON line
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from authbroker.authority.command import MIN_TOKEN_LIFETIME, run
 from authbroker.authority.directory import (
     CONSUMER_TENANT_ID,
     DEMO_DOMAIN,
@@ -29,8 +31,10 @@ __all__ = [
     "DEMO_PASSWORD",
     "DEMO_TENANT_ID",
     "DEMO_USERS",
+    "MIN_TOKEN_LIFETIME",
     "AuthorityConfig",
     "RunningAuthority",
+    "run",
     "serve",
 ]
 

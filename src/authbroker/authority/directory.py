@@ -12,7 +12,15 @@ Personal accounts (``"personal": true``) live in the Microsoft consumer tenant a
 Clients file (JSON)::
 
     {"allow_unregistered": true,
-     "clients": [{"client_id": "<id>", "redirect_uris": ["https://app.example/cb"]}]}
+     "clients": [{"client_id": "<id>", "redirect_uris": ["https://app.example/cb"],
+                  "family": true}]}
+
+``"family": true`` puts a client in the family of client ids (FOCI): its token responses carry
+``"foci": "1"`` and its refresh tokens can be redeemed by every other family member (and it can
+redeem theirs). Microsoft's well-known family clients (:data:`FAMILY_CLIENTS`) are registered
+and in the family without being listed; ``"family": false`` on one of them takes it out.
+Every client accepts loopback redirect URIs, the native-client URI and its own broker URI
+(``ms-appx-web://Microsoft.AAD.BrokerPlugin/<client id>``) besides the ones listed.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from authbroker.errors import ConfigurationError
@@ -37,6 +46,28 @@ CONSUMER_TENANT_ID = "9188040d-6c67-4c5b-b112-36a304b66dad"
 _OID_NAMESPACE = uuid.UUID("5f0c6a0e-2d0b-4a8e-9a51-6a7c1e0b8c11")
 NATIVE_CLIENT_REDIRECT = "https://login.microsoftonline.com/common/oauth2/nativeclient"
 BROKER_REDIRECT_PREFIX = "ms-appx-web://Microsoft.AAD.BrokerPlugin/"
+
+#: The value of ``foci`` in a token response to a family member (Entra has one family).
+FAMILY_ID = "1"
+#: Microsoft's first-party public clients in the family of client ids, with where each id and
+#: its membership were checked: [S] Secureworks' known-foci-clients.csv
+#: (github.com/secureworks/family-of-client-ids-research); [V] the id is VS Code's own
+#: (microsoft/vscode, extensions/microsoft-authentication), family membership per issue 8 only.
+FAMILY_CLIENTS: dict[str, str] = {
+    "04b07795-8ddb-461a-bbee-02f9e1bf7b46": "Microsoft Azure CLI",  # [S]
+    "1950a258-227b-4e31-a9cf-717495945fc2": "Microsoft Azure PowerShell",  # [S]
+    "872cd9fa-d31f-45e0-9eab-6e460a02d1f1": "Visual Studio",  # [S]
+    "aebc6443-996d-45c2-90f0-388ff96faa56": "Visual Studio Code",  # [V]
+    "d3590ed6-52b3-4102-aeff-aad2292ab01c": "Microsoft Office",  # [S]
+    "1fec8e78-bce4-4aaf-ab1b-5451cc387264": "Microsoft Teams",  # [S]
+    "27922004-5251-4030-b22d-91ecd9a37ea4": "Outlook Mobile",  # [S]
+    "ab9b8c07-8f02-4f72-87fa-80105867a763": "OneDrive SyncEngine",  # [S]
+    "b26aadf8-566f-4478-926f-589f601d9c74": "OneDrive",  # [S]
+    "ecd6b820-32c2-49b6-98a6-444530e5a77a": "Microsoft Edge",  # [S]
+    "e9c51622-460d-4d3d-952d-966a5b1da34c": "Microsoft Edge",  # [S]
+    "f44b1140-bc5e-48c6-8dc0-5cf5a53c0e34": "Microsoft Edge",  # [S]
+    "d7b530a4-7680-4c23-a8bf-c52c121d2e87": "Microsoft Edge Enterprise New Tab Page",  # [S]
+}
 
 
 @dataclass(frozen=True)
@@ -142,28 +173,40 @@ def _user(
 
 @dataclass(frozen=True)
 class Clients:
-    """Registered clients and their redirect URIs; unregistered clients allowed by default."""
+    """Registered clients, their redirect URIs and the family (FOCI) members; unregistered
+    clients are allowed by default."""
 
     allow_unregistered: bool = True
     redirect_uris: dict[str, frozenset[str]] = field(default_factory=dict)
+    family: frozenset[str] = frozenset(FAMILY_CLIENTS)
 
     @classmethod
     def from_file(cls, path: Path) -> Clients:
         data = _load_json(path, "clients")
+        family = set(FAMILY_CLIENTS)
+        uris: dict[str, frozenset[str]] = {}
         try:
-            uris = {
-                str(c["client_id"]): frozenset(str(u) for u in c.get("redirect_uris", []))
-                for c in data.get("clients", [])
-            }
+            for entry in data.get("clients", []):
+                client_id = str(entry["client_id"])
+                uris[client_id] = frozenset(str(u) for u in entry.get("redirect_uris", []))
+                member = entry.get("family", client_id in FAMILY_CLIENTS)
+                if not isinstance(member, bool):
+                    raise TypeError(f"'family' of {client_id[:100]} must be true or false")
+                (family.add if member else family.discard)(client_id)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigurationError(
                 f"clients file {path} is not valid: {type(exc).__name__} {exc}",
                 hint="see the format in the authbroker.authority.directory docstring",
             ) from None
-        return cls(bool(data.get("allow_unregistered", True)), uris)
+        return cls(bool(data.get("allow_unregistered", True)), uris, frozenset(family))
 
     def known(self, client_id: str) -> bool:
-        return self.allow_unregistered or client_id in self.redirect_uris
+        return (self.allow_unregistered or client_id in self.redirect_uris
+                or client_id in FAMILY_CLIENTS)
+
+    def in_family(self, client_id: str) -> bool:
+        """Whether the client gets family refresh tokens and may redeem other members' ones."""
+        return client_id in self.family
 
     def redirect_allowed(self, client_id: str, redirect_uri: str) -> bool:
         if redirect_uri in self.redirect_uris.get(client_id, ()):
@@ -188,7 +231,7 @@ def is_loopback_redirect(uri: str) -> bool:
     )
 
 
-def _load_json(path: Path, what: str) -> dict:
+def _load_json(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:

@@ -12,7 +12,7 @@ class EntraError(Exception):
 
     def __init__(
         self, error: str, code: int, description: str, *, status: int = 400,
-        suberror: str | None = None,
+        suberror: str | None = None, additional_info: tuple[str, ...] = (),
     ) -> None:
         super().__init__(f"{error} AADSTS{code}")
         self.error = error
@@ -20,6 +20,7 @@ class EntraError(Exception):
         self.description = description
         self.status = status
         self.suberror = suberror
+        self.additional_info = additional_info
 
     def body(self, correlation_id: str | None = None) -> dict[str, Any]:
         now = datetime.now(UTC)
@@ -39,6 +40,8 @@ class EntraError(Exception):
         }
         if self.suberror:
             body["suberror"] = self.suberror
+        if self.additional_info:
+            body["error_additional_info"] = list(self.additional_info)
         return body
 
 
@@ -143,6 +146,16 @@ def client_mismatch() -> EntraError:
     return EntraError(
         "invalid_grant", 70000,
         "The provided grant was issued to a different client.",
+    )
+
+
+def refresh_token_other_client() -> EntraError:
+    """A refresh token presented by a client it was not issued to, when the two are not both
+    in the family. msal reads ``client_mismatch`` in ``error_additional_info`` as "this app is
+    not in the family" and stops trying family refresh tokens."""
+    return EntraError(
+        "invalid_grant", 700007, "The grant was issued for a different client id.",
+        suberror="client_mismatch", additional_info=("client_mismatch",),
     )
 
 

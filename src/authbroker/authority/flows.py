@@ -1,5 +1,9 @@
 """In-memory state of the grants: pending sign-ins, browser sessions, authorization codes,
-device codes and refresh-token families (rotation with reuse detection).
+device codes and refresh-token chains (rotation with reuse detection).
+
+A chain is every refresh token descended from one sign-in; replaying a used one revokes the
+chain. A family refresh token (issued to a FOCI member) may be redeemed by any family member:
+the new token joins the same chain, issued to the client that redeemed it.
 
 Everything lives in memory by design: a restarted authority forgets sessions and refresh tokens,
 and clients sign in again (see docs/decisions.md). Secrets are kept only as SHA-256 digests.
@@ -96,7 +100,7 @@ class CodeRecord:
     auth_time: int
     claims: dict[str, Any]
     redeemed: bool = False
-    family: str | None = None
+    chain: str | None = None
     expires_at: float = 0.0
 
 
@@ -114,11 +118,12 @@ class DeviceRecord:
 
 @dataclass
 class RefreshRecord:
-    family: str
+    chain: str
     client_id: str
     user: User
     scope: str
     auth_time: int
+    family: bool = False  # a family refresh token (issued to a FOCI member)
     used: bool = False
 
 
@@ -132,7 +137,7 @@ class Flows:
         self._devices: ExpiringStore[DeviceRecord] = ExpiringStore()
         self._user_codes: ExpiringStore[str] = ExpiringStore()  # user code -> device digest
         self._refresh: ExpiringStore[RefreshRecord] = ExpiringStore()
-        self._revoked_families: set[str] = set()
+        self._revoked_chains: set[str] = set()
 
     # -- pending sign-ins and sessions ---------------------------------------------------------
     def begin(self, tx: Transaction) -> str:
@@ -166,8 +171,8 @@ class Flows:
         if record is None:
             raise errors.invalid_code()
         if record.redeemed:
-            if record.family:
-                self._revoked_families.add(record.family)
+            if record.chain:
+                self._revoked_chains.add(record.chain)
             raise errors.code_redeemed()
         if record.expires_at <= time.monotonic():
             raise errors.code_expired()
@@ -214,19 +219,21 @@ class Flows:
         self._refresh.put(digest(token), record, REFRESH_TOKEN_LIFETIME)
         return token
 
-    def new_family(self) -> str:
+    def new_chain(self) -> str:
         return new_secret(12)
 
-    def redeem_refresh(self, token: str, client_id: str) -> RefreshRecord:
+    def redeem_refresh(self, token: str, client_id: str, *, family_member: bool) -> RefreshRecord:
+        """Spend a refresh token. ``family_member``: whether ``client_id`` is in the family, so
+        that it may redeem a family refresh token issued to another member."""
         record = self._refresh.get(digest(token))
         if record is None:
             raise errors.refresh_token_invalid()
-        if record.family in self._revoked_families:
+        if record.chain in self._revoked_chains:
             raise errors.refresh_token_revoked()
         if record.used:
-            self._revoked_families.add(record.family)
+            self._revoked_chains.add(record.chain)
             raise errors.refresh_token_reused()
-        if record.client_id != client_id:
-            raise errors.client_mismatch()
+        if record.client_id != client_id and not (record.family and family_member):
+            raise errors.refresh_token_other_client()
         record.used = True
         return record

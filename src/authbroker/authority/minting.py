@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from authbroker.authority.directory import User
+from authbroker.authority.directory import FAMILY_ID, User
 from authbroker.authority.pki import write_private
 from authbroker.authority.scopes import ScopeRequest
 
@@ -84,6 +84,7 @@ class Grant:
     auth_time: int
     nonce: str | None = None
     capabilities: tuple[str, ...] = ()
+    family: bool = False  # the client is in the family of client ids: answer with "foci"
 
 
 class Minter:
@@ -166,4 +167,6 @@ class Minter:
             body["id_token"] = self.id_token(base_url, grant, now)
         if with_client_info:
             body["client_info"] = client_info(grant.user)
+        if grant.family:
+            body["foci"] = FAMILY_ID
         return body

@@ -2,6 +2,8 @@
 
 Created on first start and reused afterwards, so clients keep trusting a restarted authority.
 The server certificate is reissued (by the same CA) when it nears expiry or lacks the host.
+Every file is written through ``authbroker.files`` (atomic and fsynced; keys 0600, certificates
+and the bundle 0644).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from authbroker.files import write_private_atomic
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +48,13 @@ class PkiPaths:
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a secret file atomically, readable by its owner only."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    """Write a secret file atomically and durably, readable by its owner only."""
+    write_private_atomic(path, data)
 
 
 def _write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Write a certificate or the bundle atomically and durably, readable by everyone."""
+    write_private_atomic(path, data, mode=0o644)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

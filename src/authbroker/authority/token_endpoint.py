@@ -1,5 +1,6 @@
 """The machine side: ``/{tenant}/oauth2/v2.0/token`` (authorization_code with PKCE S256,
-refresh_token with rotation, device_code) and ``/{tenant}/oauth2/v2.0/devicecode``."""
+refresh_token with rotation and family refresh tokens, device_code) and
+``/{tenant}/oauth2/v2.0/devicecode``."""
 
 from __future__ import annotations
 
@@ -71,13 +72,15 @@ def _verify_pkce(challenge: str, verifier: str | None) -> None:
 
 
 def _respond(
-    st: AuthorityState, grant: Grant, *, family: str | None, form: dict[str, str],
+    st: AuthorityState, grant: Grant, *, chain: str | None, form: dict[str, str],
 ) -> web.Response:
+    """Mint the answer; with a chain, also a refresh token in it (a family refresh token when
+    the client is a family member)."""
     refresh_token = None
-    if family is not None:
+    if chain is not None:
         refresh_token = st.flows.issue_refresh(RefreshRecord(
-            family=family, client_id=grant.client_id, user=grant.user,
-            scope=grant.scopes.text, auth_time=grant.auth_time,
+            chain=chain, client_id=grant.client_id, user=grant.user,
+            scope=grant.scopes.text, auth_time=grant.auth_time, family=grant.family,
         ))
     body = st.minter.response(
         st.base_url, grant, refresh_token=refresh_token,
@@ -90,6 +93,17 @@ def _scopes(form: dict[str, str], fallback: str) -> ScopeRequest:
     return parse_scopes(form.get("scope") or fallback)
 
 
+def _refresh(st: AuthorityState, form: dict[str, str], client_id: str,
+             claims: dict[str, Any]) -> web.Response:
+    requested = parse_scopes(form["scope"]) if form.get("scope") else None  # before spending
+    family = st.clients.in_family(client_id)
+    old = st.flows.redeem_refresh(_require(form, "refresh_token"), client_id,
+                                  family_member=family)
+    grant = Grant(old.user, client_id, requested or parse_scopes(old.scope), old.auth_time,
+                  capabilities=_capabilities(claims), family=family)
+    return _respond(st, grant, chain=old.chain, form=form)
+
+
 async def token(request: web.Request) -> web.Response:
     st = authority_of(request)
     st.tenant(request.match_info["tenant"])
@@ -99,6 +113,9 @@ async def token(request: web.Request) -> web.Response:
         raise errors.unsupported_grant(grant_type)
     client_id = _client(st, request, form)
     claims = parse_claims(form.get("claims"))
+    if grant_type == "refresh_token":
+        return _refresh(st, form, client_id, claims)
+    family = st.clients.in_family(client_id)
     if grant_type == "authorization_code":
         code = st.flows.redeem_code(_require(form, "code"), client_id)
         if form.get("redirect_uri", code.redirect_uri) != code.redirect_uri:
@@ -106,15 +123,9 @@ async def token(request: web.Request) -> web.Response:
         _verify_pkce(code.code_challenge, form.get("code_verifier"))
         scopes = _scopes(form, code.scope)
         grant = Grant(code.user, client_id, scopes, code.auth_time, nonce=code.nonce,
-                      capabilities=_capabilities(code.claims, claims))
-        family = st.flows.new_family() if scopes.offline else None
-        code.family = family
-        return _respond(st, grant, family=family, form=form)
-    if grant_type == "refresh_token":
-        old = st.flows.redeem_refresh(_require(form, "refresh_token"), client_id)
-        grant = Grant(old.user, client_id, _scopes(form, old.scope), old.auth_time,
-                      capabilities=_capabilities(claims))
-        return _respond(st, grant, family=old.family, form=form)
+                      capabilities=_capabilities(code.claims, claims), family=family)
+        code.chain = st.flows.new_chain() if scopes.offline else None
+        return _respond(st, grant, chain=code.chain, form=form)
     device_code = form.get("device_code") or form.get("code") or ""
     if not device_code:
         raise errors.missing_parameter("device_code")
@@ -122,8 +133,8 @@ async def token(request: web.Request) -> web.Response:
     assert device.user is not None
     scopes = parse_scopes(device.scope)
     grant = Grant(device.user, client_id, scopes, device.auth_time,
-                  capabilities=_capabilities(device.claims, claims))
-    return _respond(st, grant, family=st.flows.new_family() if scopes.offline else None,
+                  capabilities=_capabilities(device.claims, claims), family=family)
+    return _respond(st, grant, chain=st.flows.new_chain() if scopes.offline else None,
                     form=form)
 
 

@@ -1,11 +1,46 @@
-"""The Broker1 wire definition: bus names, methods, status codes, typed messages, codec."""
+"""The Broker1 wire definition: bus names, methods, status codes, typed messages, codec.
 
+One module per job, all re-exported here (call sites read ``broker1.TokenRequest``):
+``names`` (bus name, path, interfaces, Status, limits, the "no broker" D-Bus errors) ·
+``methods`` (Method, UiMethod and METHODS, the one method table) · ``messages`` (Account,
+AuthParameters, DeviceCodePrompt …) · ``requests`` · ``results`` · ``fields`` (field readers) ·
+``codec`` (parse/encode, error objects) · ``introspect`` (XML from METHODS) · ``memo``.
+See docs/broker1.md for the protocol itself.
+"""
+
+from authbroker.broker1.codec import (
+    encode,
+    error_from_object,
+    error_object,
+    error_reply,
+    find_error,
+    parse_request,
+    parse_response,
+)
+from authbroker.broker1.introspect import introspection_xml
 from authbroker.broker1.messages import (
+    Account,
+    AuthParameters,
+    DeviceCodePrompt,
+    PopParams,
+    decode_client_info,
+    encode_client_info,
+)
+from authbroker.broker1.methods import (
+    METHODS,
+    AnyMethod,
+    Method,
+    MethodSpec,
+    UiMethod,
+    is_token_method,
+)
+from authbroker.broker1.names import (
     BROKER_VERSION,
     BUS_NAME,
     CLIENT_CALL_TIMEOUT_S,
     DEFAULT_ENVIRONMENT,
     DEVICE_CODE_SIGNAL,
+    EXTENSION_INTERFACE,
     GET_DEFAULT_ACCOUNT,
     INTERFACE,
     INTROSPECTABLE_INTERFACE,
@@ -15,48 +50,38 @@ from authbroker.broker1.messages import (
     PEER_INTERFACE,
     PROTOCOL_VERSION,
     SET_DEFAULT_ACCOUNT,
-    UI_INTERFACE,
+    UNAVAILABLE_ERRORS,
     AccessTokenType,
-    Account,
-    AccountsResult,
-    AnyMethod,
     AuthorizationType,
-    AuthParameters,
+    Status,
+    is_unavailable_error,
+)
+from authbroker.broker1.requests import (
     CancelRequest,
-    DefaultAccountResult,
-    DeviceCodePrompt,
     GetAccountsRequest,
-    Method,
-    OkResult,
     OpaqueRequest,
-    PopParams,
     RemoveAccountRequest,
     Request,
-    Result,
     SetDefaultAccountRequest,
-    Status,
     TokenRequest,
+)
+from authbroker.broker1.results import (
+    AccountsResult,
+    DefaultAccountResult,
+    OkResult,
+    Result,
     TokenResult,
-    UiMethod,
     VersionResult,
-    decode_client_info,
-    encode,
-    encode_client_info,
-    error_from_object,
-    error_object,
-    error_reply,
-    find_error,
-    parse_request,
-    parse_response,
 )
 
 __all__ = [
+    # names
     "BUS_NAME",
     "OBJECT_PATH",
     "INTERFACE",
     "PEER_INTERFACE",
     "INTROSPECTABLE_INTERFACE",
-    "UI_INTERFACE",
+    "EXTENSION_INTERFACE",
     "DEVICE_CODE_SIGNAL",
     "SET_DEFAULT_ACCOUNT",
     "GET_DEFAULT_ACCOUNT",
@@ -66,36 +91,48 @@ __all__ = [
     "CLIENT_CALL_TIMEOUT_S",
     "NATIVE_CLIENT_REDIRECT_URI",
     "DEFAULT_ENVIRONMENT",
-    "Method",
-    "UiMethod",
-    "AnyMethod",
+    "UNAVAILABLE_ERRORS",
+    "is_unavailable_error",
     "Status",
     "AuthorizationType",
     "AccessTokenType",
-    "error_reply",
-    "error_object",
-    "encode_client_info",
-    "decode_client_info",
+    # methods
+    "Method",
+    "UiMethod",
+    "AnyMethod",
+    "MethodSpec",
+    "METHODS",
+    "is_token_method",
+    # messages
     "Account",
     "PopParams",
     "AuthParameters",
+    "DeviceCodePrompt",
+    "encode_client_info",
+    "decode_client_info",
+    # requests
     "TokenRequest",
     "GetAccountsRequest",
     "RemoveAccountRequest",
     "CancelRequest",
     "OpaqueRequest",
     "SetDefaultAccountRequest",
-    "DeviceCodePrompt",
     "Request",
-    "parse_request",
+    # results
     "TokenResult",
     "AccountsResult",
     "OkResult",
     "DefaultAccountResult",
     "VersionResult",
+    "Result",
+    # codec
+    "encode",
+    "parse_request",
+    "parse_response",
+    "error_object",
+    "error_reply",
     "error_from_object",
     "find_error",
-    "Result",
-    "encode",
-    "parse_response",
+    # introspection
+    "introspection_xml",
 ]

@@ -1,8 +1,10 @@
-"""The ``authbroker`` command: a thin dispatcher over subcommand modules.
+"""The ``authbroker`` command: a thin dispatcher over the ``authbroker.cli`` modules.
 
-Each subcommand lives in its own module exposing ``build_parser(prog) -> ArgumentParser`` and
-``run(args) -> int``. Only the chosen module is imported, so ``authbroker --help`` and each
-command start quickly.
+Each subcommand lives in a module of this package exposing ``build_parser(prog) ->
+ArgumentParser`` and ``run(args) -> int``; these are the only modules that parse arguments or
+print for a command, and each hands its options to its part (``authbroker.daemon.run``,
+``authbroker.authority.run``, ``daemon.install``, the ``BrokerClient``). Only the chosen module
+is imported, so ``authbroker --help`` and each command start quickly.
 """
 
 from __future__ import annotations
@@ -13,10 +15,10 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "authority": ("authbroker.authority.command", "run the local Entra-compatible authority"),
-    "demo": ("authbroker.demo", "sign in offline against the local authority and use the token"),
+    "authority": ("authbroker.cli.authority", "run the local Entra-compatible authority"),
+    "demo": ("authbroker.cli.demo", "sign in offline against the local authority, use the token"),
     "daemon": ("authbroker.cli.daemon", "run the Broker1 D-Bus broker daemon"),
-    "install-service": ("authbroker.daemon.install", "install D-Bus activation for this user"),
+    "install-service": ("authbroker.cli.install", "install D-Bus activation for this user"),
     "accounts": ("authbroker.cli.broker", "list the broker's accounts"),
     "login": ("authbroker.cli.broker", "sign in through the broker"),
     "token": ("authbroker.cli.broker", "print an access token from the broker"),

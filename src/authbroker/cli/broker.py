@@ -15,7 +15,7 @@ import sys
 import uuid
 from collections.abc import Callable
 
-from authbroker import broker1
+from authbroker import broker1, config
 from authbroker.client import BrokerClient
 from authbroker.errors import AuthBrokerError, BrokerProtocolError, BrokerStatusError
 
@@ -30,9 +30,9 @@ _HINTS: dict[int, str] = {
     broker1.Status.ACCOUNT_NOT_FOUND: "see the signed-in accounts with: authbroker accounts",
     broker1.Status.USER_CANCELED: "the sign-in was cancelled; run the command again to retry",
     broker1.Status.NO_NETWORK: "check the network and the authority URL (--authority, "
-    "AUTHBROKER_AUTHORITY)",
+    f"{config.AUTHORITY})",
     broker1.Status.SERVER_TEMPORARILY_UNAVAILABLE: "check the authority URL (--authority, "
-    "AUTHBROKER_AUTHORITY) and that it is running",
+    f"{config.AUTHORITY}) and that it is running",
     broker1.Status.INCORRECT_CONFIGURATION: "check the broker's configuration and log "
     "(journalctl --user -u authbroker-broker)",
 }
@@ -95,15 +95,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         with BrokerClient(timeout=args.timeout) as client:
             return runner(client, args)
-    except BrokerStatusError as exc:
+    except AuthBrokerError as exc:  # the one base the client raises
+        _err(f"authbroker {args.command}: {_explain(exc, args)}")
+    return EXIT_FAILED
+
+
+def _explain(exc: AuthBrokerError, args: argparse.Namespace) -> str:
+    """The error and what to do about it: a broker status first, by its hint table."""
+    if isinstance(exc, BrokerStatusError):
         scopes = "".join(f" --scope {s}" for s in getattr(args, "scope", None) or [])
         hint = _HINTS.get(int(exc.status), _DEFAULT_HINT).format(scopes=scopes)
         status = exc.status.name if isinstance(exc.status, broker1.Status) else exc.status
-        _err(f"authbroker {args.command}: {exc.context} (status {status})\n  hint: {hint}")
-    except AuthBrokerError as exc:
-        hint = f"\n  hint: {exc.hint}" if exc.hint else ""
-        _err(f"authbroker {args.command}: {exc.message}{hint}")
-    return EXIT_FAILED
+        return f"{exc.context} (status {status})\n  hint: {hint}"
+    return f"{exc.message}\n  hint: {exc.hint}" if exc.hint else exc.message
 
 
 def _err(text: str) -> None:

@@ -1,8 +1,9 @@
-"""The contract between the D-Bus façade (service.py) and the broker core (core.py).
+"""Handler and CallContext: the contract between the D-Bus façade and the broker behind it.
 
-The service parses each call into a typed ``ipc`` request, checks the caller, and awaits
-``Handler.handle``. The handler returns a typed ``ipc`` result or raises ``BrokerStatusError``;
-the service turns either into the reply JSON. Nothing here knows about D-Bus.
+The service (service.py) parses each call into a typed ``broker1`` request, checks the
+caller, and awaits ``Handler.handle``. The handler (broker.py) returns a typed ``broker1``
+result or raises ``BrokerStatusError``; the service turns either into the reply JSON. Nothing
+here knows about D-Bus.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Protocol
 
 from authbroker import broker1
 from authbroker.broker1 import DeviceCodePrompt
+
+__all__ = ["CallContext", "Handler"]
 
 
 async def _no_prompt(prompt: DeviceCodePrompt) -> None:
@@ -26,7 +29,7 @@ class CallContext:
     correlation_id: str
     sender: str = ""  # the caller's unique bus name
     uid: int = -1  # from the bus (GetConnectionUnixUser), never from the message
-    #: Shows a device-code prompt to the caller (a signal on broker1.UI_INTERFACE).
+    #: Shows a device-code prompt to the caller (a signal on broker1.EXTENSION_INTERFACE).
     announce_device_code: Callable[[DeviceCodePrompt], Awaitable[None]] = field(
         default=_no_prompt, repr=False
     )

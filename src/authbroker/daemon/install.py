@@ -1,4 +1,4 @@
-"""``authbroker install-service``: D-Bus activation (and a systemd user unit) for this user.
+"""D-Bus activation (and a systemd user unit) for this user: the files and their writing.
 
 Writes two files that start ``<this interpreter> -m authbroker daemon`` on demand:
 
@@ -10,12 +10,13 @@ Writes two files that start ``<this interpreter> -m authbroker daemon`` on deman
 
 ``--prefix DIR`` writes a package-style tree instead (``DIR/share/dbus-1/services``,
 ``DIR/lib/systemd/user``). The files in ``packaging/`` are this module's output for
-``/usr/bin/authbroker`` (a test keeps them in step).
+``/usr/bin/authbroker`` (a test keeps them in step). The command ``authbroker install-service``
+(:mod:`authbroker.cli.install`) parses its options and tells the user what :func:`install` did;
+nothing here prints.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shlex
@@ -23,6 +24,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from authbroker import broker1
@@ -96,51 +98,44 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def build_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Install D-Bus activation and a systemd user unit for 'authbroker daemon', "
-        "so that clients (msal/pymsalruntime, authbroker) start the broker on demand.")
-    parser.add_argument("--prefix", type=Path, metavar="DIR",
-                        help="write DIR/share/dbus-1/services and DIR/lib/systemd/user instead "
-                        "of this user's directories")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="show what would be written, write nothing")
-    return parser
+@dataclass(frozen=True)
+class Installed:
+    """What :func:`install` did, for the command to tell the user."""
+
+    written: tuple[Path, ...]  # the files written, in order
+    argv: tuple[str, ...]  # how the bus (or systemd) now starts the broker
+    systemd_reloaded: bool = False  # ``systemctl --user daemon-reload`` ran and succeeded
+    #: system-wide service files for the same name (another broker) now overridden for this user
+    overridden: tuple[Path, ...] = ()
 
 
-def run(args: argparse.Namespace) -> int:
-    files = planned_files(args.prefix)
+def install(prefix: Path | None = None) -> Installed:
+    """Write the activation files (under ``prefix``, or this user's directories).
+
+    For this user's directories the systemd user manager is also asked to reload, and any
+    system-wide service file for the same bus name is reported as overridden.
+    """
+    argv = tuple(daemon_argv())
+    files = planned_files(prefix, argv)
     for path, text in files.items():
-        if args.dry_run:
-            print(f"would write {path}:")
-            print("    " + text.rstrip("\n").replace("\n", "\n    "))
-        else:
-            _write(path, text)
-            print(f"wrote {path}")
-    if args.dry_run:
-        return 0
-    if args.prefix is not None:
-        print(f"installed under {args.prefix}; the broker is started as: "
-              f"{shlex.join(daemon_argv())}")
-        return 0
-    _reload_systemd()
-    for system_dir in SYSTEM_DBUS_SERVICES:
-        if (system_dir / DBUS_SERVICE_FILE).exists():
-            print(f"note: {system_dir / DBUS_SERVICE_FILE} (another broker, e.g. Microsoft's) "
-                  "is now overridden for this user")
-    print(f"the session bus now starts the broker on demand as: {shlex.join(daemon_argv())}")
-    return 0
+        _write(path, text)
+    if prefix is not None:
+        return Installed(written=tuple(files), argv=argv)
+    return Installed(
+        written=tuple(files), argv=argv, systemd_reloaded=_reload_systemd(),
+        overridden=tuple(d / DBUS_SERVICE_FILE for d in SYSTEM_DBUS_SERVICES
+                         if (d / DBUS_SERVICE_FILE).exists()),
+    )
 
 
-def _reload_systemd() -> None:
+def _reload_systemd() -> bool:
+    """``systemctl --user daemon-reload``, if there is a systemctl; True when it succeeded."""
     systemctl = shutil.which("systemctl")
     if systemctl is None:
-        return
+        return False
     try:
         done = subprocess.run([systemctl, "--user", "daemon-reload"], capture_output=True,
                               timeout=15, check=False)
     except (OSError, subprocess.TimeoutExpired):
-        return
-    if done.returncode == 0:
-        print("reloaded the systemd user manager (systemctl --user daemon-reload)")
+        return False
+    return done.returncode == 0

@@ -10,11 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from contextlib import closing, suppress
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from authbroker.files import fsync_dir, write_private_atomic
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +77,8 @@ class FileKeyProvider:
         return data
 
     def write(self, key: bytes) -> None:
-        """Create the key file atomically (temporary file, fsync, rename)."""
-        ensure_private_dir(self.path.parent)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, key)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
-        fsync_dir(self.path.parent)
+        """Create the key file atomically and durably (``authbroker.files``)."""
+        write_private_atomic(self.path, key)
 
     def remove(self) -> None:
         with suppress(FileNotFoundError):
@@ -133,7 +126,7 @@ class SecretServiceKeyProvider:
         """The stored key; if there is none, store ``import_key`` or (``create``) a new one."""
         return self._bounded(lambda conn: self._get(conn, create, import_key))
 
-    def _bounded(self, work):  # type: ignore[no-untyped-def]
+    def _bounded(self, work: Callable[[Any], bytes | None]) -> bytes | None:
         """Run ``work(connection)`` in a thread; give up after ``self.timeout`` seconds."""
         import secretstorage
 
@@ -262,17 +255,3 @@ class DefaultKeyProvider:
             return [ss_key], SECRET_SERVICE
         return [ss_key, file_key], SECRET_SERVICE
 
-
-def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) as 0700; an existing directory is left as it is."""
-    if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(path, 0o700)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -1,4 +1,4 @@
-"""The token engine: msal does all talking to the authority.
+"""The token engine: msal applications over one token cache per client-capability set.
 
 One ``msal.PublicClientApplication`` (broker disabled) per (client id, authority, client
 capabilities). Applications with the same client capabilities share one
@@ -11,60 +11,31 @@ an access token) are copied in from another cache, and msal redeems the refresh 
 request's capabilities. Refresh tokens rotate (and authorities with reuse detection revoke a
 sign-in when a redeemed one is replayed), so one account's silent calls take turns (a lock per
 account, whatever the cache), and after a refresh or a sign-in the other caches that know the
-account get its new refresh tokens. The core serializes every cache into the store document.
-Every method here blocks (network, msal locks): the core runs them in a thread executor, never
-on the event loop.
+account get its new refresh tokens. The broker serializes every cache into the store document
+(``accounts.py``). Every method here blocks (network, msal locks): the broker runs them in a
+thread executor, never on the event loop.
 
-Authority resolution (``resolve_authority``): msal hands pymsalruntime the authority without its
-port, so a request whose authority has the configured authority's host and no port, or no
-authority at all, goes to the configured authority (``AUTHBROKER_AUTHORITY`` / config file), with
-instance discovery off and the request's tenant path segment kept. Other authorities go as given;
-instance discovery stays on only for Microsoft's own hosts.
-
-Errors leave as ``BrokerStatusError`` whose ``context`` never holds a token.
+Where a request goes is ``routing.py``; how msal's answers become Broker1 results is
+``results.py``. Errors leave as ``BrokerStatusError`` whose ``context`` never holds a token.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
-import re
 import threading
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import msal
 import requests
-from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
-from msal.oauth2cli.oidc import decode_part
 
-from authbroker import broker1
+from authbroker import broker1, entra
+from authbroker.daemon import results
+from authbroker.daemon.routing import Target, msal_scopes, resolve_authority, split_claims
 from authbroker.errors import BrokerStatusError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
-DEFAULT_TENANT = "organizations"
-#: msal adds these itself and refuses them in a request.
-RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
-#: Keys of additionalQueryParametersForAuthorization meant for the client library, not the IdP.
-TELEMETRY_QUERY_KEYS = frozenset({
-    "msal_client_sku", "msal_client_ver", "x-client-xtra-sku", "msal_gui_thread",
-    "validateAuthority",
-})
-#: Errors after which only a person signing in can help.
-INTERACTION_ERRORS = frozenset(
-    {"invalid_grant", "interaction_required", "login_required", "consent_required"}
-)
-AUTHORITY_SETTING = "AUTHBROKER_AUTHORITY"
-_AADSTS = re.compile(r"AADSTS(\d+)")
-# msal raises RedirectUriError when a broker's error text names these codes; the redirect URI
-# in question is the daemon's, not the app's, so the text spells them differently.
-_REDIRECT_CODES = re.compile(r"AADSTS(50011|7000218)")
 PLAIN_CACHE = "plain"
 #: What may be copied between caches of different capabilities (never an access token).
 _SHARED_KINDS = (
@@ -77,167 +48,6 @@ _SHARED_KINDS = (
 def cache_name(capabilities: tuple[str, ...]) -> str:
     """The name of the cache for requests with these client capabilities."""
     return ",".join(capabilities) or PLAIN_CACHE
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a request goes: the authority URL msal gets, and whether to run instance discovery."""
-
-    authority: str  # https://host[:port]/tenant
-    instance_discovery: bool
-
-    @property
-    def environment(self) -> str:
-        """The host as msal records it in the cache (lower case, no port)."""
-        return (urlsplit(self.authority).hostname or "").lower()
-
-
-def _split_authority(url: str) -> tuple[str, str, int | None, str]:
-    parts = urlsplit(url.strip())
-    if parts.scheme != "https" or not parts.hostname:
-        raise BrokerStatusError(
-            broker1.Status.INCORRECT_CONFIGURATION,
-            f"the authority {url!r} is not an https URL",
-            tag="engine.authority",
-        )
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    tenant = parts.path.strip("/").split("/")[0]
-    return parts.hostname.lower(), parts.netloc, port, tenant
-
-
-@functools.lru_cache(maxsize=256)  # pure; every silent call asks (the daemon's hot path)
-def resolve_authority(requested: str, configured: str | None) -> Target:
-    """The authority a request really goes to (see the module docstring)."""
-    if configured:
-        c_host, c_netloc, _c_port, c_tenant = _split_authority(configured)
-        if not requested:
-            return Target(f"https://{c_netloc}/{c_tenant or DEFAULT_TENANT}", False)
-        host, netloc, port, tenant = _split_authority(requested)
-        if host == c_host and port is None:
-            return Target(f"https://{c_netloc}/{tenant or c_tenant or DEFAULT_TENANT}", False)
-    elif not requested:
-        return Target(f"{DEFAULT_AUTHORITY_HOST}/{DEFAULT_TENANT}", True)
-    host, netloc, port, tenant = _split_authority(requested)
-    discovery = host in WELL_KNOWN_AUTHORITY_HOSTS
-    return Target(f"https://{netloc}/{tenant or DEFAULT_TENANT}", discovery)
-
-
-@dataclass(frozen=True)
-class Claims:
-    """A request's ``decodedClaims`` split into client capabilities and a real challenge."""
-
-    capabilities: tuple[str, ...] = ()
-    challenge: str | None = None
-
-
-@functools.lru_cache(maxsize=256)  # pure; Claims is frozen
-def split_claims(decoded: str) -> Claims:
-    """``xms_cc`` becomes the app's capabilities (CP1); anything else is a claims challenge."""
-    if not decoded.strip():
-        return Claims()
-    try:
-        claims = json.loads(decoded)
-    except ValueError:
-        raise BrokerStatusError(
-            broker1.Status.API_CONTRACT_VIOLATION, "decodedClaims is not JSON", tag="engine.claims"
-        ) from None
-    if not isinstance(claims, dict):
-        return Claims(challenge=decoded)
-    capabilities: tuple[str, ...] = ()
-    access = claims.get("access_token")
-    if isinstance(access, dict) and isinstance(access.get("xms_cc"), dict):
-        values = access["xms_cc"].get("values") or []
-        capabilities = tuple(sorted(str(v) for v in values))
-        access = {k: v for k, v in access.items() if k != "xms_cc"}
-        claims = dict(claims, access_token=access) if access else {
-            k: v for k, v in claims.items() if k != "access_token"
-        }
-    return Claims(capabilities, json.dumps(claims) if claims else None)
-
-
-def msal_scopes(scopes: tuple[str, ...]) -> list[str]:
-    return [s for s in scopes if s.lower() not in RESERVED_SCOPES]
-
-
-def authority_query(auth: broker1.AuthParameters) -> dict[str, str]:
-    """Query parameters that travel to the authority (e.g. the MSA passthrough marker)."""
-    return {k: v for k, v in auth.extra_query.items() if k not in TELEMETRY_QUERY_KEYS}
-
-
-def decode_claims(id_token: str) -> dict[str, Any]:
-    """The id_token's payload, decoded as msal does (msal does not check signatures either)."""
-    try:
-        claims = json.loads(decode_part(id_token.split(".")[1]))
-    except (IndexError, ValueError, UnicodeDecodeError):
-        return {}
-    return claims if isinstance(claims, dict) else {}
-
-
-def account_from(id_claims: Mapping[str, Any], client_info: str,
-                 environment: str) -> broker1.Account:
-    uid, utid = broker1.decode_client_info(client_info)
-    name = str(id_claims.get("name") or "")
-    given = str(id_claims.get("given_name") or (name.split(" ", 1)[0] if name else ""))
-    family = str(
-        id_claims.get("family_name") or (name.split(" ", 1)[1] if " " in name else "")
-    )
-    username = str(
-        id_claims.get("preferred_username") or id_claims.get("upn") or id_claims.get("email") or ""
-    )
-    return broker1.Account(
-        home_account_id=f"{uid}.{utid}",
-        local_account_id=str(id_claims.get("oid") or uid),
-        realm=str(id_claims.get("tid") or utid),
-        username=username,
-        environment=environment,
-        name=name,
-        given_name=given,
-        family_name=family,
-        client_info=client_info,
-    )
-
-
-def error_from_result(result: Mapping[str, Any], site: str) -> BrokerStatusError:
-    """An msal error dict as a BrokerStatusError: 2 when a person must sign in, else 0."""
-    error = str(result.get("error") or "unknown_error")
-    description = str(result.get("error_description") or "").strip()
-    codes = result.get("error_codes")
-    code = 0
-    if isinstance(codes, list) and codes and isinstance(codes[0], int):
-        code = codes[0]
-    elif match := _AADSTS.search(description):
-        code = int(match.group(1))
-    first_line = description.splitlines()[0] if description else ""
-    context = _REDIRECT_CODES.sub(r"AADSTS-\1", f"{error}: {first_line}" if first_line else error)
-    status = broker1.Status.UNEXPECTED
-    if error in INTERACTION_ERRORS:
-        status = broker1.Status.INTERACTION_REQUIRED
-    return BrokerStatusError(status, context[:1000], error_code=code, tag=site)
-
-
-def unreachable(exc: BaseException, authority: str, site: str) -> BrokerStatusError:
-    """An authority that cannot be reached, with a doctor-style hint naming the setting."""
-    hint = (
-        f"check that it is running, or set {AUTHORITY_SETTING} (or `authority` in the config "
-        "file) to the authority's URL with its port, e.g. https://127.0.0.1:8443"
-    )
-    if isinstance(exc, requests.exceptions.SSLError):
-        what, status = "its TLS certificate is not trusted", broker1.Status.NO_NETWORK
-        hint = "point REQUESTS_CA_BUNDLE at a bundle that includes the authority's CA"
-    elif isinstance(exc, requests.exceptions.Timeout):
-        what, status = "it did not answer in time", broker1.Status.SERVER_TEMPORARILY_UNAVAILABLE
-    elif isinstance(exc, requests.exceptions.ConnectionError):
-        what, status = "the connection failed", broker1.Status.NO_NETWORK
-    elif isinstance(exc, requests.exceptions.RequestException):
-        what, status = "the request failed", broker1.Status.SERVER_TEMPORARILY_UNAVAILABLE
-    else:  # msal's ValueError("Unable to get authority configuration ...") and the like
-        what, status = "it has no usable OpenID configuration", broker1.Status.UNEXPECTED
-    return BrokerStatusError(
-        status, f"cannot reach the authority {authority}: {what}; {hint}", tag=site
-    )
 
 
 class TokenEngine:
@@ -340,7 +150,7 @@ class TokenEngine:
             )
         except (requests.exceptions.RequestException, ValueError) as exc:
             log.warning("authority %s unreachable: %s", target.authority, type(exc).__name__)
-            raise unreachable(exc, target.authority, "engine.app") from None
+            raise results.unreachable(exc, target.authority, "engine.app") from None
         with self._lock:
             app = self._apps.setdefault(key, app)
             self._http_caches.setdefault(key, http_cache)
@@ -378,8 +188,8 @@ class TokenEngine:
         return self.token_result(result, auth.requested_scopes, app, target, home_account_id)
 
     def _silent(
-        self, app: msal.PublicClientApplication, auth: broker1.AuthParameters, claims: Claims,
-        target: Target, home_account_id: str,
+        self, app: msal.PublicClientApplication, auth: broker1.AuthParameters,
+        claims: entra.Claims, target: Target, home_account_id: str,
     ) -> dict[str, Any]:
         account = self.msal_account(app, home_account_id)
         if account is None and self._share_account(
@@ -402,7 +212,7 @@ class TokenEngine:
             )
         except requests.exceptions.RequestException as exc:
             self.forget_http_cache()
-            raise unreachable(exc, target.authority, "engine.silent.network") from None
+            raise results.unreachable(exc, target.authority, "engine.silent.network") from None
         except ValueError as exc:  # msal refusing the request itself (e.g. a malformed scope)
             raise BrokerStatusError(
                 broker1.Status.UNEXPECTED, f"msal refused the request: {exc}"[:500],
@@ -416,69 +226,14 @@ class TokenEngine:
             )
         return dict(result)
 
-    # -- results ------------------------------------------------------------------------------
+    # -- results and sharing ------------------------------------------------------------------
 
-    def token_result(
-        self,
-        result: Mapping[str, Any],
-        requested_scopes: tuple[str, ...],
-        app: msal.PublicClientApplication,
-        target: Target,
-        home_account_id: str | None = None,
-    ) -> broker1.TokenResult:
-        """An msal result as a wire TokenResult (or the BrokerStatusError it carries)."""
+    def token_result(self, result: Mapping[str, Any], *context: Any) -> broker1.TokenResult:
+        """:func:`results.token_result` (same arguments), forgetting msal's memoised HTTP
+        answers first when ``result`` is an error (msal replays a failed answer for 60 s)."""
         if "error" in result:
             self.forget_http_cache()
-            raise error_from_result(result, "engine.result")
-        access_token = result.get("access_token")
-        if not access_token:
-            raise BrokerStatusError(
-                broker1.Status.UNEXPECTED, "the authority returned no access token",
-                tag="engine.no_at",
-            )
-        id_token = str(result.get("id_token") or "")
-        id_claims = dict(result.get("id_token_claims") or {})
-        if not id_token and home_account_id:
-            id_token = self._cached_id_token(app, target, home_account_id)
-        if id_token and not id_claims:
-            id_claims = decode_claims(id_token)
-        client_info = str(result.get("client_info") or "")
-        if not client_info:
-            oid, tid = id_claims.get("oid") or id_claims.get("sub"), id_claims.get("tid")
-            if not (oid and tid) and home_account_id and "." in home_account_id:
-                oid, tid = home_account_id.split(".", 1)
-            if not (oid and tid):
-                raise BrokerStatusError(
-                    broker1.Status.UNEXPECTED,
-                    "the authority's answer names no account (no client_info, oid or tid)",
-                    tag="engine.no_account",
-                )
-            client_info = broker1.encode_client_info(str(oid), str(tid))
-        now = time.time()
-        expires_in = float(result.get("expires_in") or 3600)
-        ext = float(result.get("ext_expires_in") or expires_in)
-        return broker1.TokenResult(
-            access_token=str(access_token),
-            id_token=id_token,
-            client_info=client_info,
-            expires_on=now + expires_in,
-            extended_expires_on=now + ext,
-            granted_scopes=tuple(requested_scopes),
-            account=account_from(id_claims, client_info, target.environment),
-        )
-
-    def _cached_id_token(
-        self, app: msal.PublicClientApplication, target: Target, home_account_id: str
-    ) -> str:
-        query = {
-            "home_account_id": home_account_id,
-            "environment": target.environment,
-            "client_id": app.client_id,
-        }
-        kind = msal.TokenCache.CredentialType.ID_TOKEN
-        for entry in app.token_cache.search(kind, query=query):
-            return str(entry.get("secret") or "")
-        return ""
+        return results.token_result(result, *context)
 
     @staticmethod
     def _copy_account(

@@ -6,7 +6,8 @@ on 127.0.0.1 as the ``http://localhost:PORT`` redirect, the URL opened with ``we
 (which honours ``$BROWSER``), then ``acquire_token_by_auth_code_flow``. The device-code flow
 polls with msal one request at a time, sleeping on the event loop in between. Either way a
 :class:`SignIn` races the flow against cancellation and a deadline, and the listener closes
-whatever happens. Blocking msal calls run in the given executor.
+whatever happens. Blocking msal calls run in the given executor. The desktop notification of a
+device code is ``notify.py``'s.
 
 A browser "can open" when ``$BROWSER`` is set, or ``DISPLAY``/``WAYLAND_DISPLAY`` is set and
 ``webbrowser`` finds one. ``AUTHBROKER_UI=browser|device-code`` forces one flow.
@@ -20,7 +21,7 @@ import os
 import socket
 import time
 import webbrowser
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -28,10 +29,13 @@ from urllib.parse import urlencode
 
 import msal
 
-from authbroker import broker1
-from authbroker.daemon import msal_engine as eng
-from authbroker.daemon.handler import CallContext, DeviceCodePrompt
-from authbroker.errors import BrokerStatusError
+from authbroker import broker1, config
+from authbroker.broker1 import DeviceCodePrompt
+from authbroker.daemon.handler import CallContext
+from authbroker.daemon.notify import notify_quietly
+from authbroker.daemon.results import error_from_result
+from authbroker.daemon.routing import authority_query, msal_scopes, split_claims
+from authbroker.errors import BrokerStatusError, ConfigurationError
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -44,7 +48,6 @@ MODES = (BROWSER, DEVICE_CODE)
 DEFAULT_TIMEOUT_S = 240.0
 ANNOUNCE_TIMEOUT_S = 5.0
 CLEANUP_TIMEOUT_S = 2.0
-NOTIFICATIONS_NAME = "org.freedesktop.Notifications"
 _PENDING = frozenset({"authorization_pending", "slow_down"})
 _DONE_PAGE = (
     "<!doctype html><html><head><meta charset=utf-8><title>authbroker</title></head>"
@@ -73,12 +76,30 @@ def can_open_browser() -> bool:
     return True
 
 
+def timeout_setting() -> float:
+    """Seconds a sign-in may take (``sign_in_timeout``), below the clients' own call timeout."""
+    raw = config.setting("sign_in_timeout")
+    if not raw:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < broker1.CLIENT_CALL_TIMEOUT_S:
+        raise ConfigurationError(
+            "sign_in_timeout must be a number of seconds below "
+            f"{broker1.CLIENT_CALL_TIMEOUT_S:.0f}, not {raw!r}",
+            hint=f"fix {config.SIGN_IN_TIMEOUT} or sign_in_timeout in the config file",
+        )
+    return value
+
+
 def choose_mode(forced: str | None) -> str:
     if forced:
         if forced not in MODES:
             raise BrokerStatusError(
                 broker1.Status.INCORRECT_CONFIGURATION,
-                f"AUTHBROKER_UI must be one of {', '.join(MODES)}, not {forced!r}",
+                f"{config.UI} must be one of {', '.join(MODES)}, not {forced!r}",
                 tag="ui.mode",
             )
         return forced
@@ -196,9 +217,9 @@ class Interaction:
         self.ctx = ctx
         self.executor = executor
         self.open_url = open_url
-        self.scopes = eng.msal_scopes(auth.requested_scopes)
-        self.claims = eng.split_claims(auth.decoded_claims)
-        self.query = eng.authority_query(auth)
+        self.scopes = msal_scopes(auth.requested_scopes)
+        self.claims = split_claims(auth.decoded_claims)
+        self.query = authority_query(auth)
         self.login_hint = auth.login_hint or (auth.account.username if auth.account else "")
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -213,8 +234,8 @@ class Interaction:
             if forced:
                 raise BrokerStatusError(
                     broker1.Status.UNEXPECTED,
-                    "no browser could be opened and AUTHBROKER_UI=browser forbids the "
-                    "device-code flow; set BROWSER or unset AUTHBROKER_UI",
+                    f"no browser could be opened and {config.UI}=browser forbids the "
+                    f"device-code flow; set BROWSER or unset {config.UI}",
                     tag="ui.browser.unavailable",
                 )
             log.warning("no browser could be opened; falling back to the device-code flow")
@@ -258,7 +279,7 @@ class Interaction:
                 tag="ui.browser.denied",
             )
         if "error" in response:
-            raise eng.error_from_result(response, "ui.browser.authorize")
+            raise error_from_result(response, "ui.browser.authorize")
         # Extra parameters go on the authorize URL only: msal would key the cached tokens by
         # any extra token-request field (its ext_cache_key) and silent calls would miss them.
         return await self._run(self.app.acquire_token_by_auth_code_flow, flow, response)
@@ -274,7 +295,7 @@ class Interaction:
             **extra,
         )
         if "user_code" not in flow:
-            raise eng.error_from_result(flow, "ui.device.initiate")
+            raise error_from_result(flow, "ui.device.initiate")
         prompt = DeviceCodePrompt(
             verification_uri=str(flow.get("verification_uri") or flow.get("verification_url")),
             user_code=str(flow["user_code"]),
@@ -312,7 +333,8 @@ class Interaction:
             log.warning("could not show the device-code prompt to the caller: %r", exc)
         # The notification runs in a task of its own, shielded: a cancel of the sign-in must
         # never land inside jeepney's connection set-up or teardown, which swallow it.
-        await asyncio.shield(_keep_until_done(asyncio.ensure_future(_notify_quietly(prompt))))
+        notification = asyncio.ensure_future(notify_quietly(prompt, ANNOUNCE_TIMEOUT_S))
+        await asyncio.shield(_keep_until_done(notification))
 
 
 _background: set[asyncio.Future[Any]] = set()
@@ -324,42 +346,3 @@ def _keep_until_done(fut: asyncio.Future[T]) -> asyncio.Future[T]:
     fut.add_done_callback(_background.discard)
     fut.add_done_callback(lambda f: f.cancelled() or f.exception())
     return fut
-
-
-async def _notify_quietly(prompt: DeviceCodePrompt) -> None:
-    try:
-        async with asyncio.timeout(ANNOUNCE_TIMEOUT_S):
-            await notify_desktop(prompt)
-    except Exception as exc:  # best effort: the caller and the log have the prompt
-        log.debug("no desktop notification: %r", exc)
-
-
-async def notify_desktop(prompt: DeviceCodePrompt) -> bool:
-    """A desktop notification, only if a notification server owns its name on the bus."""
-    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
-        return False
-    from jeepney import DBusAddress, new_method_call
-    from jeepney.bus_messages import message_bus
-    from jeepney.io.asyncio import open_dbus_router
-
-    async with open_dbus_router(bus="SESSION") as router:
-        reply = await router.send_and_get_reply(message_bus.NameHasOwner(NOTIFICATIONS_NAME))
-        if not reply.body[0]:
-            return False
-        address = DBusAddress(
-            "/org/freedesktop/Notifications",
-            bus_name=NOTIFICATIONS_NAME,
-            interface=NOTIFICATIONS_NAME,
-        )
-        hints: Mapping[str, Any] = {"urgency": ("y", 2)}  # critical: stays until dismissed
-        body = f"Open {prompt.verification_uri} and enter the code {prompt.user_code}"
-        await router.send_and_get_reply(
-            new_method_call(
-                address,
-                "Notify",
-                "susssasa{sv}i",
-                ("authbroker", 0, "dialog-password", "Sign-in required", body, [], hints,
-                 int(max(prompt.expires_on - time.time(), 60) * 1000)),
-            )
-        )
-    return True

@@ -9,10 +9,10 @@ File layout (format version 1), all integers big-endian::
     ciphertext + 16-byte GCM tag of the UTF-8 JSON document
 
 AES-256-GCM with the 30-byte header as associated data, so the header cannot be altered
-without the file failing to decrypt. Writes are atomic (temporary file in the same directory,
-fsync, rename, fsync of the directory), files are 0600. A file that cannot be read back
-(truncated, damaged, foreign, a version this code does not know, a key we do not have) is
-renamed ``<name>.corrupt-<UTC timestamp>`` with a logged error, and ``load()`` returns an
+without the file failing to decrypt. Writes are atomic (``authbroker.files``: temporary file in
+the same directory, fsync, rename, fsync of the directory), files are 0600. A file that cannot
+be read back (truncated, damaged, foreign, a version this code does not know, a key we do not
+have) is renamed ``<name>.corrupt-<UTC timestamp>`` with a logged error, and ``load()`` returns an
 empty document: the daemon keeps running. Nothing secret is logged.
 """
 
@@ -36,7 +36,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from authbroker.config import state_dir
-from authbroker.daemon.keys import DefaultKeyProvider, KeyProvider, ensure_private_dir, fsync_dir
+from authbroker.daemon.keys import DefaultKeyProvider, KeyProvider
+from authbroker.files import fsync_dir, temp_owner_pid, write_private_atomic
 
 log = logging.getLogger(__name__)
 
@@ -147,29 +148,9 @@ class Store:
         """Replace the saved document atomically."""
         with self._lock:
             keys = self.keys.keys()
-            self._write_atomic(encrypt_document(doc, keys[0]))
+            write_private_atomic(self.path, encrypt_document(doc, keys[0]))
             if len(keys) > 1:
                 self.keys.retire_old_keys()
-
-    def _write_atomic(self, data: bytes) -> None:
-        ensure_private_dir(self.path.parent)
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        try:
-            try:
-                os.fchmod(fd, 0o600)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, self.path)
-        except BaseException:
-            with suppress(OSError):
-                tmp.unlink()
-            raise
-        fsync_dir(self.path.parent)
 
     def _move_aside(self, reason: str) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -194,13 +175,10 @@ class Store:
 
     def _remove_stale_temp_files(self) -> None:
         """Temporary files left by a writer that died (e.g. kill -9) before its rename."""
-        prefix = f".{self.path.name}.tmp-"
         with suppress(OSError):
             for entry in self.path.parent.iterdir():
-                if not entry.name.startswith(prefix):
-                    continue
-                pid_text = entry.name[len(prefix) :].split("-", 1)[0]
-                if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+                pid = temp_owner_pid(entry, self.path.name)
+                if pid is not None and not _pid_alive(pid):
                     with suppress(OSError):
                         entry.unlink()
 

@@ -1,2 +1,3 @@
-"""Stand-ins for the outside world (a scripted user, a private bus, Azurite) for the demo,
-the tests and the benchmarks only: nothing in client, plugin, daemon or authority imports this."""
+"""Stand-ins for the outside world (a scripted user, a private bus, the authority and daemon as
+child processes, Azurite) for the demo, the tests and the benchmarks only: nothing in client,
+plugin, daemon or authority imports this."""

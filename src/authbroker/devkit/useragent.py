@@ -9,11 +9,13 @@ No JavaScript is run; the authority's pages work without it.
 
 API (keep it small; the broker daemon's tests use it too):
 
-``sign_in(authorize_url, username, password, *, session=None, timeout=10.0) -> Delivery``
+``sign_in(authorize_url, username, password, *, session=None, timeout=10.0, deliver=True)``
     Completes an authorization-code sign-in. Returns where the answer went and its fields
     (``code``/``state`` or ``error``/``error_description``). An answer carrying ``error`` is
     still delivered to the app (as a browser would) and returned, not raised. Raises
     ``SignInError`` when the authority shows an error page or rejects the credentials.
+    With ``deliver=False`` it stops at the authority's answer and returns it undelivered
+    (``status`` None); ``answer_in(response)`` reads an answer out of one response.
 
 ``device_login(verification_uri, user_code, username, password, *, session=None,
 timeout=10.0) -> str``
@@ -24,9 +26,11 @@ As a ``$BROWSER`` command: ``BROWSER="python -m authbroker.devkit.useragent %s"`
     ``python -m authbroker.devkit.useragent URL`` returns at once and signs in from a detached child
     process, because Python's ``webbrowser`` waits for the command and the app's loopback
     listener only answers after that. The child reads ``AUTHBROKER_UA_USERNAME`` and
-    ``AUTHBROKER_UA_PASSWORD`` (defaults: the demo user ``user@contoso.example`` and the
+    ``AUTHBROKER_UA_PASSWORD`` (defaults: the authority's first demo user and the
     well-known demo password) and writes what happened (never a secret) to the file named by
-    ``AUTHBROKER_UA_LOG``, if set. ``--wait`` signs in in the foreground instead.
+    ``AUTHBROKER_UA_LOG``, if set: one "signing in as" line per sign-in, which ``sign_ins(log)``
+    counts (the one reader of that contract). ``browser_env(log)`` sets all of this up.
+    ``--wait`` signs in in the foreground instead.
 """
 
 from __future__ import annotations
@@ -34,25 +38,32 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import subprocess
 import sys
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
+from dataclasses import dataclass
 from ipaddress import ip_address
+from pathlib import Path
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 
+from authbroker import config
+from authbroker.authority.directory import DEMO_PASSWORD, DEMO_USERS
+from authbroker.devkit.pages import Form, parse_page
 from authbroker.errors import AuthBrokerError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_USERNAME = "user@contoso.example"
-DEFAULT_PASSWORD = "Passw0rd!"  # the documented, well-known demo credential
-ENV_USERNAME = "AUTHBROKER_UA_USERNAME"
-ENV_PASSWORD = "AUTHBROKER_UA_PASSWORD"
-ENV_LOG = "AUTHBROKER_UA_LOG"
+DEFAULT_USERNAME = DEMO_USERS[0]
+DEFAULT_PASSWORD = DEMO_PASSWORD  # the documented, well-known demo credential
+BROWSER_VAR = "BROWSER"  # what Python's webbrowser (msal's sign-in) runs
+SIGNING_IN = "signing in as"  # the log line of each sign-in: what sign_ins() counts
 MAX_STEPS = 10
+MODULE = "authbroker.devkit.useragent"  # run as `python -m MODULE URL`
+
+__all__ = ["Delivery", "Form", "SignInError", "answer_in", "browser_command",
+           "browser_env", "device_login", "main", "parse_page", "sign_in", "sign_ins"]
 
 
 class SignInError(AuthBrokerError):
@@ -61,85 +72,17 @@ class SignInError(AuthBrokerError):
 
 @dataclass
 class Delivery:
-    """The authority's answer as delivered to the app's redirect URI."""
+    """The authority's answer to the app's redirect URI (delivered by ``sign_in``)."""
 
-    url: str  # the redirect URI it went to (without the query)
+    url: str  # the redirect URI it goes to (without the query)
     method: str  # "POST" (form_post) or "GET" (query)
     fields: dict[str, str]
-    status: int  # the app listener's HTTP status
+    status: int | None = None  # the app listener's HTTP status; None: not delivered
+    location: str = ""  # by redirect: the whole Location, as the authority gave it
 
     @property
     def error(self) -> str | None:
         return self.fields.get("error")
-
-
-# --- HTML forms -----------------------------------------------------------------------------
-
-
-@dataclass
-class Form:
-    action: str
-    method: str
-    fields: dict[str, str] = field(default_factory=dict)  # named inputs other than buttons
-    buttons: list[tuple[str, str, str]] = field(default_factory=list)  # (name, value, label)
-
-
-class _PageParser(HTMLParser):
-    """Collects the forms of a page and its visible text."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.forms: list[Form] = []
-        self.text: list[str] = []
-        self._skip = 0  # inside <script>/<style>
-        self._button: list[str] | None = None  # (name, value) of an open <button>
-        self._button_label: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = {k: v or "" for k, v in attrs}
-        if tag in ("script", "style"):
-            self._skip += 1
-        elif tag == "form":
-            self.forms.append(Form(a.get("action", ""), (a.get("method") or "get").upper()))
-        elif not self.forms:
-            return
-        elif tag == "input":
-            kind = a.get("type", "text").lower()
-            name = a.get("name", "")
-            if kind in ("submit", "image"):
-                self.forms[-1].buttons.append((name, a.get("value", ""), a.get("value", "")))
-            elif kind in ("checkbox", "radio"):
-                if name and "checked" in a:
-                    self.forms[-1].fields[name] = a.get("value", "on")
-            elif name and kind not in ("button", "reset", "file"):
-                self.forms[-1].fields[name] = a.get("value", "")
-        elif tag == "button" and a.get("type", "submit").lower() == "submit":
-            self._button = [a.get("name", ""), a.get("value", "")]
-            self._button_label = []
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style"):
-            self._skip = max(0, self._skip - 1)
-        elif tag == "button" and self._button is not None and self.forms:
-            label = " ".join(" ".join(self._button_label).split())
-            self.forms[-1].buttons.append((self._button[0], self._button[1], label))
-            self._button = None
-
-    def handle_data(self, data: str) -> None:
-        if self._skip:
-            return
-        if self._button is not None:
-            self._button_label.append(data)
-        if data.strip():
-            self.text.append(data.strip())
-
-
-def parse_page(html: str) -> tuple[list[Form], str]:
-    """The forms on a page and its visible text (one line, whitespace collapsed)."""
-    parser = _PageParser()
-    parser.feed(html)
-    parser.close()
-    return parser.forms, " ".join(" ".join(parser.text).split())
 
 
 # --- the sign-in ----------------------------------------------------------------------------
@@ -188,6 +131,15 @@ def _choose_button(forms: list[Form], username: str) -> tuple[Form, tuple[str, s
     return None
 
 
+def _login_form(forms: list[Form]) -> Form | None:
+    """The form asking for a password (sign-in or device approval), if the page has one."""
+    return next((f for f in forms if "password" in f.fields), None)
+
+
+def _filled(form: Form, username: str, password: str) -> dict[str, str]:
+    return dict(form.fields) | {"username": username, "password": password}
+
+
 def _another_account(forms: list[Form]) -> tuple[Form, tuple[str, str, str]] | None:
     for form in forms:
         for button in form.buttons:
@@ -205,52 +157,52 @@ def _submit(
     return s.get(target, params=data, allow_redirects=False, timeout=timeout)
 
 
-def _deliver_redirect(s: requests.Session, location: str, timeout: float) -> Delivery:
-    parts = urlsplit(location)
-    fields = dict(parse_qsl(parts.query)) | dict(parse_qsl(parts.fragment))
-    status = s.get(location, allow_redirects=False, timeout=timeout).status_code
-    base = parts._replace(query="", fragment="").geturl()
-    return Delivery(base, "GET", fields, status)
+def answer_in(resp: requests.Response) -> Delivery | None:
+    """The authority's answer to the app in ``resp``, if it holds one: a redirect to another
+    origin, or a page whose form posts to another origin (form_post). Not delivered."""
+    if resp.is_redirect:
+        location = urljoin(resp.url, resp.headers["Location"])
+        if _same_origin(location, resp.url):
+            return None
+        parts = urlsplit(location)
+        fields = dict(parse_qsl(parts.query)) | dict(parse_qsl(parts.fragment))
+        base = parts._replace(query="", fragment="").geturl()
+        return Delivery(base, "GET", fields, location=location)
+    if resp.status_code >= 400:
+        return None
+    url = resp.url
+    forms, _text = parse_page(resp.text)
+    outbound = [f for f in forms if f.action and not _same_origin(urljoin(url, f.action), url)]
+    if not outbound:
+        return None
+    form = outbound[0]  # the form_post answer: hidden fields to the app's redirect URI
+    return Delivery(urljoin(url, form.action), form.method, dict(form.fields))
 
 
-def sign_in(
-    authorize_url: str,
-    username: str,
-    password: str,
-    *,
-    session: requests.Session | None = None,
-    timeout: float = 10.0,
-) -> Delivery:
-    """Sign in at ``authorize_url`` and deliver the answer to the app; see the module doc."""
-    s = _session(session)
+def _walk(s: requests.Session, authorize_url: str, username: str, password: str,
+          timeout: float) -> Delivery:
+    """Sign in at ``authorize_url`` up to the authority's answer (not delivered)."""
     resp = s.get(authorize_url, allow_redirects=False, timeout=timeout)
     credentials_sent = False
     for _ in range(MAX_STEPS):
         url = resp.url
-        if resp.is_redirect:
-            location = urljoin(url, resp.headers["Location"])
-            if _same_origin(location, authorize_url):
-                resp = s.get(location, allow_redirects=False, timeout=timeout)
-                continue
-            log.info("delivering the answer to %s by redirect", urlsplit(location).netloc)
-            return _deliver_redirect(s, location, timeout)
+        if resp.is_redirect and _same_origin(urljoin(url, resp.headers["Location"]), url):
+            resp = s.get(urljoin(url, resp.headers["Location"]), allow_redirects=False,
+                         timeout=timeout)
+            continue
+        found = answer_in(resp)
+        if found is not None:
+            if not found.location and not _is_loopback(found.url):
+                raise SignInError(f"refusing to post the answer to a non-loopback {found.url!r}")
+            return found
         forms, text = parse_page(resp.text)
         if resp.status_code >= 400:
             raise _page_error(text, resp.status_code)
-        outbound = [f for f in forms if f.action and not _same_origin(urljoin(url, f.action), url)]
-        if outbound:  # the form_post answer: hidden fields to the app's redirect URI
-            form = outbound[0]
-            target = urljoin(url, form.action)
-            if not _is_loopback(target):
-                raise SignInError(f"refusing to post the answer to a non-loopback {target!r}")
-            log.info("delivering the answer to %s by form_post", urlsplit(target).netloc)
-            status = _submit(s, url, form, dict(form.fields), timeout).status_code
-            return Delivery(target, form.method, dict(form.fields), status)
-        login = next((f for f in forms if "password" in f.fields), None)
+        login = _login_form(forms)
         if login is not None:
             if credentials_sent:  # the form came back: wrong password or unknown user
                 raise _page_error(text, resp.status_code)
-            data = dict(login.fields) | {"username": username, "password": password}
+            data = _filled(login, username, password)
             if login.buttons and login.buttons[0][0]:
                 data[login.buttons[0][0]] = login.buttons[0][1]
             credentials_sent = True
@@ -269,6 +221,31 @@ def sign_in(
     raise SignInError(f"the sign-in did not finish within {MAX_STEPS} pages")
 
 
+def sign_in(
+    authorize_url: str,
+    username: str,
+    password: str,
+    *,
+    session: requests.Session | None = None,
+    timeout: float = 10.0,
+    deliver: bool = True,
+) -> Delivery:
+    """Sign in at ``authorize_url`` and deliver the answer to the app; see the module doc.
+    With ``deliver=False``, return the answer without delivering it (``status`` None)."""
+    s = _session(session)
+    found = _walk(s, authorize_url, username, password, timeout)
+    if not deliver:
+        return found
+    how = "redirect" if found.location else "form_post"
+    log.info("delivering the answer to %s by %s", urlsplit(found.url).netloc, how)
+    if found.location:
+        resp = s.get(found.location, allow_redirects=False, timeout=timeout)
+    else:
+        resp = _submit(s, found.url, Form(found.url, found.method), dict(found.fields), timeout)
+    found.status = resp.status_code
+    return found
+
+
 def device_login(
     verification_uri: str,
     user_code: str,
@@ -284,21 +261,48 @@ def device_login(
     forms, text = parse_page(resp.text)
     if resp.status_code >= 400:
         raise _page_error(text, resp.status_code)
-    form = next((f for f in forms if "password" in f.fields), None)
+    form = _login_form(forms)
     if form is None:
         raise SignInError(f"no approval form at the verification page: {text[:300]}")
-    data = dict(form.fields) | {"username": username, "password": password}
-    data["user_code"] = user_code
+    data = _filled(form, username, password) | {"user_code": user_code}
     resp = _submit(s, resp.url, form, data, timeout)
     if resp.is_redirect:
         resp = s.get(urljoin(resp.url, resp.headers["Location"]), timeout=timeout)
     forms, text = parse_page(resp.text)
-    if resp.status_code >= 400 or any("password" in f.fields for f in forms):
+    if resp.status_code >= 400 or _login_form(forms) is not None:
         raise _page_error(text, resp.status_code)
     return text
 
 
 # --- the $BROWSER command -------------------------------------------------------------------
+
+
+def browser_command() -> str:
+    """The ``$BROWSER`` value that makes Python's webbrowser run this scripted user agent."""
+    return f"{shlex.quote(sys.executable)} -m {MODULE} %s"
+
+
+def browser_env(log_path: Path, *, username: str | None = None,
+                password: str | None = None) -> dict[str, str]:
+    """The variables that make ``$BROWSER`` this user agent, logging to ``log_path`` and
+    signing in as ``username``/``password`` (if given; else the demo user)."""
+    env = {BROWSER_VAR: browser_command(), config.UA_LOG: str(log_path)}
+    if username is not None:
+        env[config.UA_USERNAME] = username
+    if password is not None:
+        env[config.UA_PASSWORD] = password
+    return env
+
+
+def sign_ins(log: os.PathLike[str] | str) -> int:
+    """How many sign-ins the ``$BROWSER`` user agent logged: ``log`` is its log file (a path;
+    a missing file counts 0) or, as a ``str``, the log's text."""
+    if isinstance(log, str):
+        text = log
+    else:
+        path = Path(log)
+        text = path.read_text(errors="replace") if path.exists() else ""
+    return text.count(SIGNING_IN)
 
 
 def _log_to(path: str | None) -> None:
@@ -312,10 +316,10 @@ def _log_to(path: str | None) -> None:
 
 
 def _sign_in_from_env(url: str) -> int:
-    _log_to(os.environ.get(ENV_LOG))
-    username = os.environ.get(ENV_USERNAME) or DEFAULT_USERNAME
-    password = os.environ.get(ENV_PASSWORD) or DEFAULT_PASSWORD
-    log.info("signing in as %s at %s", username, urlsplit(url).netloc)
+    _log_to(os.environ.get(config.UA_LOG))
+    username = os.environ.get(config.UA_USERNAME) or DEFAULT_USERNAME
+    password = os.environ.get(config.UA_PASSWORD) or DEFAULT_PASSWORD
+    log.info("%s %s at %s", SIGNING_IN, username, urlsplit(url).netloc)
     try:
         delivery = sign_in(url, username, password)
     except (SignInError, requests.RequestException) as exc:
@@ -334,7 +338,7 @@ def _sign_in_from_env(url: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m authbroker.devkit.useragent",
+        prog=f"python -m {MODULE}",
         description="Scripted browser for the local authority (usable as $BROWSER).",
     )
     parser.add_argument("url", help="the authorize URL to sign in at")
@@ -346,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         return _sign_in_from_env(args.url)
     # Return at once; a detached child does the sign-in (webbrowser waits for this command).
     subprocess.Popen(
-        [sys.executable, "-m", "authbroker.devkit.useragent", "--wait", args.url],
+        [sys.executable, "-m", MODULE, "--wait", args.url],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -1,33 +1,31 @@
 """The sans-I/O core shared by the sync and async ``InteractiveBrowserBrokerCredential``.
 
-It decides *what* to ask a backend, never *how*: ``flow`` is a generator that yields operations
-(``Silent``, ``Interactive``) and receives their ``Token`` (or has their ``BackendError`` thrown
-in). The twins drive it with a blocking or an awaiting runner (``authbroker.plugin.drivers``).
-It also owns the in-process token memo (separate entries for CAE), the account the credential
-is signed in with, and the translation of failures into azure-core / azure-identity errors.
+It decides *what* to do, never *how*. ``PluginCore.flow`` is the decision: a generator yielding
+operations (``Silent``, ``Interactive``) and receiving their ``Token`` (or having their
+``BackendError`` thrown in). ``Fallback.run`` performs each operation by the backend-fallback
+policy, itself as yielded steps (``Probe`` a name -> reason or None, ``Make`` a name -> backend,
+``Call`` a backend -> Token), which the drivers (``authbroker.plugin.drivers``) carry out by
+blocking or by awaiting. The core also owns the in-process token memo (separate entries for
+CAE) and the account the credential is signed in with. The azure-identity internals it needs
+are lent by the credential (from ``azure.identity.broker._compat``), never imported here.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlparse
 
 from azure.core.credentials import AccessTokenInfo
-from azure.core.exceptions import ClientAuthenticationError
-from azure.identity._internal import resolve_tenant, within_dac
-from azure.identity._internal.interactive import _build_auth_record
 
-from authbroker.broker1 import NATIVE_CLIENT_REDIRECT_URI, Account
+from authbroker.broker1 import Account
 from authbroker.plugin.backends.base import BackendError, Kind, PopRequest, Token, TokenQuery
-from azure.identity import (
-    AuthenticationRecord,
-    AuthenticationRequiredError,
-    CredentialUnavailableError,
-)
+from authbroker.plugin.backends.select import Selection
+from authbroker.plugin.translate import NeedsInteraction
+from azure.identity import AuthenticationRecord
 
 _LOGGER = logging.getLogger("azure.identity.broker")
 
@@ -48,8 +46,53 @@ class Interactive:
 Op = Silent | Interactive
 
 
-class NeedsInteraction(Exception):
-    """A person must sign in, and this credential is configured not to ask."""
+@dataclass(frozen=True)
+class Probe:
+    """Run the availability probe of backend ``name``; reply with its reason, or None."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Make:
+    """Construct backend ``name``; reply with it."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Call:
+    """Run ``op`` on ``backend``; reply with its Token (or throw its BackendError in)."""
+
+    backend: Any
+    op: Op
+    query: TokenQuery
+
+    def invoke(self) -> Any:
+        """The backend's call: a Token from a blocking backend, an awaitable from an async one."""
+        if isinstance(self.op, Silent):
+            return self.backend.silent(self.query, self.op.account)
+        return self.backend.interactive(self.query, prompt=self.op.prompt)
+
+
+Step = Probe | Make | Call
+
+
+@dataclass(frozen=True)
+class Done:
+    """A generator finished with ``value``."""
+
+    value: Any
+
+
+def resume(
+    steps: Generator[Any, Any, Any], reply: Any = None, failure: BaseException | None = None
+) -> Any:
+    """The next thing ``steps`` yields after ``reply`` (or ``failure`` thrown in), or ``Done``."""
+    try:
+        return steps.throw(failure) if failure is not None else steps.send(reply)
+    except StopIteration as stop:
+        return Done(stop.value)
 
 
 @dataclass(frozen=True)
@@ -83,16 +126,6 @@ def check_authority(authority: str, tenant_id: str) -> None:
         )
 
 
-def redirect_uri_help(client_id: str) -> str:
-    return (
-        "The redirect URI is not registered for this application (AADSTS50011). Register the one "
-        f"for each platform you use on app {client_id}: Windows (WAM) "
-        f"'ms-appx-web://Microsoft.AAD.BrokerPlugin/{client_id}'; Linux brokers "
-        f"'{NATIVE_CLIENT_REDIRECT_URI}'; macOS broker 'msauth.com.msauth.unsignedapp://auth'; "
-        "browser fallback 'http://localhost'"
-    )
-
-
 def pop_request(value: Any) -> PopRequest | None:
     if not value:
         return None
@@ -123,8 +156,21 @@ def account_from_record(record: AuthenticationRecord) -> Account:
 
 
 class PluginCore:
-    def __init__(self, options: Options, record: AuthenticationRecord | None = None) -> None:
+    """One credential's decisions: its options, token memo, signed-in account and record."""
+
+    def __init__(
+        self,
+        options: Options,
+        record: AuthenticationRecord | None = None,
+        *,
+        resolve_tenant: Callable[..., str],
+        build_auth_record: Callable[[dict[str, Any]], AuthenticationRecord],
+    ) -> None:
+        """``resolve_tenant`` and ``build_auth_record`` are azure-identity's own (lent by
+        ``azure.identity.broker._compat``): the tenant rules and the record stay theirs."""
         self.options = options
+        self._resolve_tenant = resolve_tenant
+        self._build_auth_record = build_auth_record
         self.record = record
         self.account = account_from_record(record) if record else None
         self._memo: dict[tuple[Any, ...], tuple[AccessTokenInfo, int]] = {}
@@ -135,7 +181,7 @@ class PluginCore:
         self, scopes: tuple[str, ...], options: Mapping[str, Any], extra: Mapping[str, Any]
     ) -> TokenQuery:
         opts = self.options
-        tenant = resolve_tenant(
+        tenant = self._resolve_tenant(
             opts.tenant_id,
             additionally_allowed_tenants=list(opts.additionally_allowed_tenants),
             tenant_id=options.get("tenant_id"),
@@ -186,7 +232,7 @@ class PluginCore:
             self._memo.clear()  # another person signed in: nothing cached belongs to them
             self.account = token.account
         if token.id_token_claims:
-            self.record = _build_auth_record(token.as_msal_result(now))
+            self.record = self._build_auth_record(token.as_msal_result(now))
         if query.pop is None:
             lifetime = max(0, token.expires_on - now)
             refresh_at = token.expires_on - min(REFRESH_MARGIN_S, lifetime // 2)
@@ -235,31 +281,63 @@ class PluginCore:
             )
         return (yield Interactive("select_account"))
 
-    # -- errors --------------------------------------------------------------------------------
 
-    def translate(self, exc: BaseException, query: TokenQuery | None) -> BaseException:
-        """The error a caller of get_token sees (the client → azure-core edge)."""
-        scopes = query.scopes if query else ()
-        claims = query.claims if query else None
-        in_dac = within_dac.get()
-        if isinstance(exc, NeedsInteraction):
-            return AuthenticationRequiredError(scopes, message=str(exc), claims=claims)
-        if isinstance(exc, CredentialUnavailableError | ValueError):
-            return exc
-        if isinstance(exc, ClientAuthenticationError):
-            return CredentialUnavailableError(message=exc.message) if in_dac else exc
-        if isinstance(exc, BackendError):
-            if exc.kind is Kind.INTERACTION_REQUIRED:
-                return AuthenticationRequiredError(scopes, message=exc.message, claims=claims)
-            message = exc.message
-            if "AADSTS50011" in message:
-                message = f"{message}. {redirect_uri_help(self.options.client_id)}"
-            if exc.kind is Kind.UNAVAILABLE or in_dac:
-                return CredentialUnavailableError(message=message)
-            return ClientAuthenticationError(message=f"Authentication failed: {message}")
-        message = f"Authentication failed: {exc}"
-        return (
-            CredentialUnavailableError(message=message)
-            if in_dac
-            else ClientAuthenticationError(message=message)
-        )
+class Fallback:
+    """The backend-fallback policy of one driver, and the backends it has made.
+
+    Candidates are probed in ``Selection`` order and made on first use (never in a
+    constructor). A backend that probes unusable, or fails an operation with
+    ``Kind.UNAVAILABLE``, is dropped with its reason and the operation repeats on the next one;
+    when none is left the Selection's error is raised. Other failures never fall back.
+    """
+
+    def __init__(self, selection: Selection | None = None) -> None:
+        self.selection = selection or Selection()
+        self.backends: dict[str, Any] = {}
+
+    def run(
+        self, flow: Generator[Op, Token, Token], query: TokenQuery
+    ) -> Generator[Step, Any, Token]:
+        """The decision ``flow`` with each of its operations performed by ``perform``."""
+        op = resume(flow)
+        while not isinstance(op, Done):
+            try:
+                reply, failure = (yield from self.perform(op, query)), None
+            except BackendError as exc:
+                reply, failure = None, exc
+            op = resume(flow, reply, failure)
+        return cast(Token, op.value)
+
+    def perform(self, op: Op, query: TokenQuery) -> Generator[Step, Any, Token]:
+        """``op`` on the first usable backend, moving on while backends turn out unavailable."""
+        while True:
+            backend = yield from self.backend()
+            try:
+                return cast(Token, (yield Call(backend, op, query)))
+            except BackendError as exc:
+                if exc.kind is not Kind.UNAVAILABLE:
+                    raise
+                self._drop(backend.name, exc.message)
+
+    def backend(self) -> Generator[Step, Any, Any]:
+        """The first usable candidate (probing, then making, candidates not yet tried)."""
+        for name in self.selection.candidates():
+            if name in self.backends:
+                return self.backends[name]
+            reason = yield Probe(name)
+            if reason:
+                self._drop(name, reason)
+                continue
+            self.backends[name] = yield Make(name)
+            return self.backends[name]
+        raise self.selection.exhausted_error()
+
+    def release(self) -> list[Any]:
+        """Every backend made so far, forgotten (the driver closes them)."""
+        made = list(self.backends.values())
+        self.backends.clear()
+        return made
+
+    def _drop(self, name: str, reason: str) -> None:
+        _LOGGER.info("authentication backend %r is unavailable: %s", name, reason)
+        self.selection.drop(name, reason)

@@ -1,76 +1,99 @@
-"""The blocking driver of ``PluginCore.flow`` (the awaiting twin is ``plugin_run_async``).
+"""The two drivers of the core's steps: ``SyncDriver`` blocks, ``AsyncDriver`` awaits.
 
-A runner owns the credential's backends: it creates them on first use (probing availability
-then, never in a constructor), runs each operation, and when a backend reports
-``Kind.UNAVAILABLE`` drops it (keeping the reason) and repeats the operation on the next one.
+They only perform steps (``Probe``, ``Make``, ``Call``); what to do next, including which
+backend to fall back to, is decided in ``authbroker.plugin.core``. The sync driver never starts
+an event loop, and the async one keeps the loop free: probes and blocking backends (msal) run in
+worker threads.
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, cast
 
-from authbroker.plugin.backends.base import Backend, BackendError, Kind, Token
+from authbroker.plugin.backends.base import AsyncBackend, Backend, BackendError, Token, TokenQuery
 from authbroker.plugin.backends.select import Selection, probe_for
-from authbroker.plugin.core import Interactive, Op, Silent
-
-_LOGGER = logging.getLogger("azure.identity.broker")
+from authbroker.plugin.core import Done, Fallback, Make, Op, Probe, Step, resume
 
 
-def _drop(selection: Selection, name: str, reason: str) -> None:
-    _LOGGER.info("authentication backend %r is unavailable: %s", name, reason)
-    selection.drop(name, reason)
-
-
-class SyncRunner:
+class SyncDriver:
     def __init__(self, make: Callable[[str], Backend], selection: Selection | None = None) -> None:
+        self.fallback = Fallback(selection)
         self._make = make
-        self.selection = selection or Selection()
-        self._backends: dict[str, Backend] = {}
         self.probe = probe_for
 
-    def backend(self) -> Backend:
-        """The first usable candidate (probing candidates not yet tried)."""
-        for name in self.selection.candidates():
-            if name in self._backends:
-                return self._backends[name]
-            reason = self.probe(name)()
-            if reason:
-                _drop(self.selection, name, reason)
-                continue
-            self._backends[name] = self._make(name)
-            return self._backends[name]
-        raise self.selection.exhausted_error()
+    def run(self, flow: Generator[Op, Token, Token], query: TokenQuery) -> Token:
+        return cast(Token, self._drive(self.fallback.run(flow, query)))
 
-    def execute(self, op: Op, query: Any) -> Token:
-        while True:
-            backend = self.backend()
-            try:
-                if isinstance(op, Silent):
-                    return backend.silent(query, op.account)
-                assert isinstance(op, Interactive)
-                return backend.interactive(query, prompt=op.prompt)
-            except BackendError as exc:
-                if exc.kind is not Kind.UNAVAILABLE:
-                    raise
-                _drop(self.selection, backend.name, exc.message)
+    def execute(self, op: Op, query: TokenQuery) -> Token:
+        return cast(Token, self._drive(self.fallback.perform(op, query)))
 
-    def run(self, flow: Generator[Op, Token, Token], query: Any) -> Token:
-        outcome: Token | None = None
-        failure: BackendError | None = None
-        while True:
+    def _drive(self, steps: Generator[Step, Any, Any]) -> Any:
+        step = resume(steps)
+        while not isinstance(step, Done):
             try:
-                op = flow.throw(failure) if failure is not None else flow.send(outcome)  # type: ignore[arg-type]
-            except StopIteration as stop:
-                return stop.value
-            outcome, failure = None, None
-            try:
-                outcome = self.execute(op, query)
+                reply, failure = self._perform(step), None
             except BackendError as exc:
-                failure = exc
+                reply, failure = None, exc
+            step = resume(steps, reply, failure)
+        return step.value
+
+    def _perform(self, step: Step) -> Any:
+        if isinstance(step, Probe):
+            return self.probe(step.name)()
+        if isinstance(step, Make):
+            return self._make(step.name)
+        return step.invoke()
 
     def close(self) -> None:
-        for backend in self._backends.values():
+        for backend in self.fallback.release():
             backend.close()
-        self._backends.clear()
+
+
+class AsyncDriver:
+    def __init__(
+        self, make: Callable[[str], AsyncBackend], selection: Selection | None = None
+    ) -> None:
+        self.fallback = Fallback(selection)
+        self._make = make
+        self.probe = probe_for
+
+    async def run(self, flow: Generator[Op, Token, Token], query: TokenQuery) -> Token:
+        steps = self.fallback.run(flow, query)
+        step = resume(steps)
+        while not isinstance(step, Done):
+            try:
+                reply, failure = await self._perform(step), None
+            except BackendError as exc:
+                reply, failure = None, exc
+            step = resume(steps, reply, failure)
+        return cast(Token, step.value)
+
+    async def _perform(self, step: Step) -> Any:
+        if isinstance(step, Probe):
+            return await asyncio.to_thread(self.probe(step.name))
+        if isinstance(step, Make):
+            return self._make(step.name)
+        return await step.invoke()
+
+    async def close(self) -> None:
+        for backend in self.fallback.release():
+            await backend.close()
+
+
+class ThreadedBackend:
+    """A blocking backend (msal) seen from asyncio: each call runs in a worker thread."""
+
+    def __init__(self, backend: Backend) -> None:
+        self._backend = backend
+        self.name = backend.name
+
+    async def silent(self, query: Any, account: Any) -> Token:
+        return await asyncio.to_thread(self._backend.silent, query, account)
+
+    async def interactive(self, query: Any, *, prompt: str) -> Token:
+        return await asyncio.to_thread(self._backend.interactive, query, prompt=prompt)
+
+    async def close(self) -> None:
+        self._backend.close()

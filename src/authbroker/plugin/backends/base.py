@@ -1,20 +1,20 @@
 """What every plugin backend speaks: a token query in, a token (or a BackendError) out.
 
 Backends never raise azure-core exceptions; the credential translates ``BackendError`` at its
-edge (``authbroker.plugin.core``). Nothing here imports msal, jeepney or pymsalruntime.
+edge (``authbroker.plugin.translate``). Nothing here imports msal, jeepney or pymsalruntime.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
+from authbroker import entra
 from authbroker.broker1 import Account
+from authbroker.errors import AuthBrokerError
 
 
 class Kind(StrEnum):
@@ -27,13 +27,12 @@ class Kind(StrEnum):
     FAILED = "failed"  # the broker or authority said no
 
 
-class BackendError(Exception):
+class BackendError(AuthBrokerError):
     """A backend failure. ``str()`` is safe to show: it never contains a secret."""
 
     def __init__(self, kind: Kind, message: str, *, error_code: str = "") -> None:
         super().__init__(message)
         self.kind = kind
-        self.message = message
         self.error_code = error_code
 
 
@@ -56,7 +55,7 @@ class PopRequest:
 
 @dataclass(frozen=True)
 class TokenQuery:
-    """One token request, resolved and normalised (tenant chosen, claims merged)."""
+    """One token request, resolved and normalised (tenant chosen; claims as given)."""
 
     client_id: str
     authority: str  # "https://host" (no tenant)
@@ -75,26 +74,6 @@ class TokenQuery:
     @property
     def authority_url(self) -> str:
         return f"{self.authority}/{self.tenant_id}"
-
-    @property
-    def merged_claims(self) -> str:
-        """Claims challenge deep-merged with the CP1 capability when CAE is on (JSON or "")."""
-        merged: dict[str, Any] = {}
-        if self.enable_cae:
-            merged = {"access_token": {"xms_cc": {"values": ["CP1"]}}}
-        if self.claims:
-            merged = _deep_merge(merged, json.loads(self.claims))
-        return json.dumps(merged, separators=(",", ":")) if merged else ""
-
-
-def _deep_merge(left: dict[str, Any], right: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(left)
-    for key, value in right.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 @dataclass(frozen=True)
@@ -124,32 +103,13 @@ class Token:
         return result
 
 
-def account_from_claims(
-    claims: Mapping[str, Any], client_info: str, environment: str
-) -> Account | None:
-    """An Account from id_token claims and client_info (msal's rules for home_account_id)."""
-    if not claims:
-        return None
-    home = str(claims.get("sub", ""))
-    uid = str(claims.get("oid", "")) or home
-    if client_info:
-        try:
-            padded = client_info + "=" * (-len(client_info) % 4)
-            info = json.loads(base64.urlsafe_b64decode(padded))
-            uid, home = str(info["uid"]), f"{info['uid']}.{info['utid']}"
-        except (ValueError, KeyError, TypeError):
-            pass
-    if not home:
-        return None
-    return Account(
-        home_account_id=home,
-        local_account_id=uid,
-        realm=str(claims.get("tid", "")),
-        username=str(claims.get("preferred_username") or claims.get("upn") or ""),
-        environment=environment,
-        name=str(claims.get("name", "")),
-        client_info=client_info,
-    )
+def account_of(claims: Mapping[str, Any], client_info: str, environment: str) -> Account | None:
+    """The account a sign-in's id_token claims and client_info name (``entra.account_fields``).
+
+    None without claims: a token that came with no id_token names nobody.
+    """
+    fields = entra.account_fields(claims, client_info, environment) if claims else None
+    return Account(**fields) if fields else None
 
 
 class Backend(Protocol):

@@ -16,16 +16,10 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from authbroker import broker1
+from authbroker import broker1, entra
 from authbroker.broker1 import Account, AuthParameters, PopParams, Status, TokenResult
 from authbroker.errors import AuthBrokerError, BrokerStatusError, BrokerUnavailableError
-from authbroker.plugin.backends.base import (
-    BackendError,
-    Kind,
-    Token,
-    TokenQuery,
-    account_from_claims,
-)
+from authbroker.plugin.backends.base import BackendError, Kind, Token, TokenQuery, account_of
 
 NAME = "dbus"
 _LOGGER = logging.getLogger(__name__)
@@ -72,7 +66,7 @@ def auth_parameters(
         account=account,
         username=account.username if account else (query.login_hint or ""),
         is_sign_in=account is None,
-        decoded_claims=query.merged_claims,
+        decoded_claims=entra.merge_claims(query.claims, enable_cae=query.enable_cae),
         pop_params=pop,
         extra_query=dict(query.extra_query),
         parent_window=window_handle(query),
@@ -89,12 +83,9 @@ def window_handle(query: TokenQuery) -> int | None:
 def to_token(result: TokenResult, query: TokenQuery) -> Token:
     claims: Mapping[str, Any] = {}
     if result.id_token:
-        import jwt
-
-        try:
-            claims = jwt.decode(result.id_token, options={"verify_signature": False})
-        except jwt.PyJWTError as exc:
-            raise BackendError(Kind.FAILED, "the broker returned an unreadable id_token") from exc
+        claims = entra.id_token_claims(result.id_token)
+        if not claims:
+            raise BackendError(Kind.FAILED, "the broker returned an unreadable id_token")
     is_pop = result.access_token_type == broker1.AccessTokenType.POP
     if query.pop is not None and not is_pop:
         raise BackendError(
@@ -103,7 +94,7 @@ def to_token(result: TokenResult, query: TokenQuery) -> Token:
             "token, which is not returned in its place)",
         )
     environment = urlparse(query.authority).netloc
-    account = result.account or account_from_claims(claims, result.client_info, environment)
+    account = result.account or account_of(claims, result.client_info, environment)
     return Token(
         access_token=result.access_token,
         expires_on=int(result.expires_on),

@@ -13,20 +13,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from authbroker.broker1 import Account
-from authbroker.plugin.backends.base import (
-    BackendError,
-    Kind,
-    Token,
-    TokenQuery,
-    account_from_claims,
-)
-
-_INTERACTION_ERRORS = {
-    "interaction_required",
-    "invalid_grant",
-    "login_required",
-    "consent_required",
-}
+from authbroker.entra import INTERACTION_ERRORS
+from authbroker.plugin.backends.base import BackendError, Kind, Token, TokenQuery, account_of
 
 
 @dataclass
@@ -72,7 +60,8 @@ class MsalApps:
 
 
 def find_account(app: Any, account: Account) -> dict[str, Any] | None:
-    for candidate in app.get_accounts(username=account.username or None):
+    candidates: list[dict[str, Any]] = app.get_accounts(username=account.username or None)
+    for candidate in candidates:
         if candidate.get("home_account_id") == account.home_account_id:
             return candidate
     return None
@@ -86,7 +75,7 @@ def check(result: dict[str, Any] | None, *, silent: bool) -> dict[str, Any]:
         return result
     error = str(result.get("error") or "")
     description = str(result.get("error_description") or error or "authentication failed")
-    if error in _INTERACTION_ERRORS or (silent and error == "no_account"):
+    if error in INTERACTION_ERRORS or (silent and error == "no_account"):
         raise BackendError(Kind.INTERACTION_REQUIRED, description, error_code=error)
     if "cancel" in description.lower() or error in ("access_denied", "user_canceled"):
         raise BackendError(Kind.CANCELLED, description, error_code=error)
@@ -106,5 +95,5 @@ def to_token(result: dict[str, Any], query: TokenQuery) -> Token:
         refresh_on=int(refresh_on) if refresh_on else None,
         id_token_claims=claims,
         client_info=client_info,
-        account=account_from_claims(claims, client_info, environment),
+        account=account_of(claims, client_info, environment),
     )

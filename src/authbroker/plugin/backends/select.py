@@ -12,10 +12,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+from authbroker import config
 from authbroker.plugin.backends.base import BackendError, Kind
 
 NAMES = ("native", "dbus", "browser")
-ENV_VAR = "AUTHBROKER_BACKEND"
 
 
 def default_order(platform: str = sys.platform) -> list[str]:
@@ -25,15 +25,13 @@ def default_order(platform: str = sys.platform) -> list[str]:
 
 
 def configured_backend() -> str | None:
-    from authbroker.config import setting
-
-    value = (setting("backend") or "").strip().lower()
+    value = (config.setting("backend") or "").strip().lower()
     if not value or value == "auto":
         return None
     if value not in NAMES:
         raise BackendError(
             Kind.FAILED,
-            f"{ENV_VAR}={value!r} is not a backend; use one of {', '.join(NAMES)} or 'auto'",
+            f"{config.BACKEND}={value!r} is not a backend; use one of {', '.join(NAMES)} or 'auto'",
         )
     return value
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -11,7 +10,8 @@ from azure.core.credentials import AccessTokenInfo, TokenRequestOptions
 
 from azure.identity import InteractiveBrowserCredential
 
-_LOGGER = logging.getLogger("azure.identity.broker")
+from . import _compat
+from ._call import TokenCall
 
 
 class PopTokenRequestOptions(TokenRequestOptions, total=False):
@@ -47,15 +47,24 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
         super().__init__(**kwargs)
         # imported here, not at module level: `import azure.identity.broker` stays cheap
         from authbroker.plugin.core import PluginCore, check_authority
-        from authbroker.plugin.drivers import SyncRunner
 
         check_authority(self._authority, self._tenant_id)
         self._parent_window_handle = parent_window_handle
         self._enable_msa_passthrough = enable_msa_passthrough
         self._use_default_broker_account = use_default_broker_account
         self._disable_interactive_fallback = disable_interactive_fallback
-        self._plugin = PluginCore(self._plugin_options(), self._auth_record)
-        self._runner = SyncRunner(self._make_backend)
+        self._plugin = PluginCore(
+            self._plugin_options(),
+            self._auth_record,
+            resolve_tenant=_compat.resolve_tenant,
+            build_auth_record=_compat._build_auth_record,
+        )
+        self._start_driver()
+
+    def _start_driver(self) -> None:
+        from authbroker.plugin.drivers import SyncDriver
+
+        self._driver = SyncDriver(self._make_backend)
         self._flight = threading.RLock()
 
     # -- shared with the aio twin --------------------------------------------------------------
@@ -114,58 +123,38 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
         base_method_name: str = "get_token_info",
         **kwargs: Any,
     ) -> AccessTokenInfo:
-        if not scopes:
-            raise ValueError(f"'{base_method_name}' requires at least one scope")
-        allow_prompt = kwargs.pop("_allow_prompt", not self._disable_automatic_authentication)
-        plugin = self._plugin
-        query = None
-        try:
-            query = plugin.query(scopes, options or {}, kwargs)
-            hit = plugin.cached(query)
-            if hit is not None:
-                return hit
-            with self._flight:  # one broker round at a time: no second sign-in window
-                hit = plugin.cached(query)
-                if hit is not None:
-                    return hit
-                token = self._runner.run(plugin.flow(query, allow_prompt), query)
-                info = plugin.accept(query, token)
-        except Exception as exc:
-            error = plugin.translate(exc, query)
-            _LOGGER.warning("%s.%s failed: %s", type(self).__name__, base_method_name, error)
-            if error is exc:
-                raise
-            raise error from exc
-        self._auth_record = plugin.record
-        return info
+        call = TokenCall(self, type(self).__name__, scopes, options, base_method_name, kwargs)
+        with call:
+            if call.missed():
+                with self._flight:  # one broker round at a time: no second sign-in window
+                    if call.missed():
+                        call.accept(self._driver.run(*call.flow()))
+        return call.info  # type: ignore[return-value]
 
-    def _request_token(self, *scopes: str, **kwargs: Any) -> dict:
+    def _request_token(self, *scopes: str, **kwargs: Any) -> dict[str, Any]:
         """One interactive sign-in (azure-identity's hook); returns msal's result shape."""
         import time
 
         from authbroker.plugin.core import Interactive
 
         query = self._plugin.query(scopes, kwargs, kwargs)
-        token = self._runner.execute(Interactive("select_account"), query)
+        token = self._driver.execute(Interactive("select_account"), query)
         return token.as_msal_result(int(time.time()))
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        for key in ("_runner", "_flight"):
+        for key in ("_driver", "_flight"):
             state.pop(key, None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        from authbroker.plugin.drivers import SyncRunner
-
         super().__setstate__(state)
-        self._runner = SyncRunner(self._make_backend)
-        self._flight = threading.RLock()
+        self._start_driver()
 
     def close(self) -> None:
-        self._runner.close()
+        self._driver.close()
         super().close()
 
     def __exit__(self, *args: Any) -> None:
-        self._runner.close()
+        self._driver.close()
         super().__exit__(*args)

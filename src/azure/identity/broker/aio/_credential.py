@@ -8,18 +8,16 @@ D-Bus backend awaits, msal's blocking calls run in a worker thread).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Iterable
 from typing import Any
 
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
-from azure.identity._internal.interactive import _DEFAULT_AUTHENTICATE_SCOPES
 
 from azure.identity import AuthenticationRecord, CredentialUnavailableError
 
+from .._call import TokenCall
+from .._compat import _DEFAULT_AUTHENTICATE_SCOPES, ALLOW_PROMPT
 from .._credential import InteractiveBrowserBrokerCredential as _SyncCredential
-
-_LOGGER = logging.getLogger("azure.identity.broker")
 
 
 class InteractiveBrowserBrokerCredential:
@@ -29,11 +27,11 @@ class InteractiveBrowserBrokerCredential:
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        from authbroker.plugin.drivers_async import AsyncRunner
+        from authbroker.plugin.drivers import AsyncDriver
 
         self._sync = _SyncCredential(**kwargs)
         self._plugin = self._sync._plugin
-        self._runner = AsyncRunner(self._make_backend)
+        self._driver = AsyncDriver(self._make_backend)
         self._flight = asyncio.Lock()
 
     def _make_backend(self, name: str) -> Any:
@@ -41,7 +39,7 @@ class InteractiveBrowserBrokerCredential:
             from authbroker.plugin.backends.dbus import AsyncDBusBackend
 
             return AsyncDBusBackend()
-        from authbroker.plugin.drivers_async import ThreadedBackend
+        from authbroker.plugin.drivers import ThreadedBackend
 
         return ThreadedBackend(self._sync._make_backend(name))
 
@@ -53,7 +51,7 @@ class InteractiveBrowserBrokerCredential:
 
     async def close(self) -> None:
         """Close the broker connection and the credential's HTTP client."""
-        await self._runner.close()
+        await self._driver.close()
         self._sync.close()
 
     async def get_token(
@@ -103,10 +101,10 @@ class InteractiveBrowserBrokerCredential:
             scopes = default
         await self.get_token(
             *scopes,
-            _allow_prompt=True,
             claims=claims,
             tenant_id=tenant_id,
             enable_cae=enable_cae,
+            **{ALLOW_PROMPT: True},
             **kwargs,
         )
         return self._plugin.record  # type: ignore[return-value]
@@ -118,27 +116,10 @@ class InteractiveBrowserBrokerCredential:
         base_method_name: str = "get_token_info",
         **kwargs: Any,
     ) -> AccessTokenInfo:
-        if not scopes:
-            raise ValueError(f"'{base_method_name}' requires at least one scope")
-        allow_prompt = kwargs.pop("_allow_prompt", not self._sync._disable_automatic_authentication)
-        plugin = self._plugin
-        query = None
-        try:
-            query = plugin.query(scopes, options or {}, kwargs)
-            hit = plugin.cached(query)
-            if hit is not None:
-                return hit
-            async with self._flight:  # one broker round at a time: no second sign-in window
-                hit = plugin.cached(query)
-                if hit is not None:
-                    return hit
-                token = await self._runner.run(plugin.flow(query, allow_prompt), query)
-                info = plugin.accept(query, token)
-        except Exception as exc:
-            error = plugin.translate(exc, query)
-            _LOGGER.warning("%s.%s failed: %s", type(self).__name__, base_method_name, error)
-            if error is exc:
-                raise
-            raise error from exc
-        self._sync._auth_record = plugin.record
-        return info
+        call = TokenCall(self._sync, type(self).__name__, scopes, options, base_method_name, kwargs)
+        with call:
+            if call.missed():
+                async with self._flight:  # one broker round at a time: no second sign-in window
+                    if call.missed():
+                        call.accept(await self._driver.run(*call.flow()))
+        return call.info  # type: ignore[return-value]

@@ -1,0 +1,139 @@
+"""The Broker1 results, one frozen type per reply shape (``to_wire``/``from_wire``).
+
+Results are produced strictly; ``expiresOn`` is epoch *milliseconds* on the wire, seconds
+(float) in Python; a token never appears in a ``repr``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from authbroker.broker1.fields import read_int as _int
+from authbroker.broker1.fields import read_obj as _obj
+from authbroker.broker1.fields import read_str as _str
+from authbroker.broker1.messages import Account, redact
+from authbroker.broker1.names import BROKER_VERSION, AccessTokenType
+from authbroker.errors import BrokerProtocolError
+
+
+def _token_type(value: int) -> AccessTokenType:
+    try:
+        return AccessTokenType(value)
+    except ValueError:
+        raise BrokerProtocolError(f"unknown accessTokenType {value}") from None
+
+
+@dataclass(frozen=True)
+class TokenResult:
+    access_token: str = field(repr=False)
+    id_token: str = field(repr=False)
+    client_info: str
+    expires_on: float  # epoch seconds
+    extended_expires_on: float = 0.0
+    granted_scopes: tuple[str, ...] = ()
+    account: Account | None = None
+    access_token_type: AccessTokenType = AccessTokenType.BEARER
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenResult(access_token={redact(self.access_token)}, "
+            f"expires_on={self.expires_on:.0f}, scopes={list(self.granted_scopes)}, "
+            f"account={self.account.username if self.account else None!r}, "
+            f"type={self.access_token_type.name})"
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "accessToken": self.access_token,
+            "accessTokenType": int(self.access_token_type),
+            "clientInfo": self.client_info,
+            "idToken": self.id_token,
+            "expiresOn": int(self.expires_on * 1000),
+            "extendedExpiresOn": int((self.extended_expires_on or self.expires_on) * 1000),
+        }
+        if self.granted_scopes:
+            body["grantedScopes"] = " ".join(self.granted_scopes)
+        if self.account:
+            body["account"] = self.account.to_wire()
+        return {"brokerTokenResponse": body}
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> TokenResult:
+        body = _obj(obj, "brokerTokenResponse")
+        if body is None:
+            raise BrokerProtocolError("response has no brokerTokenResponse")
+        access_token = _str(body, "accessToken", required=True)
+        expires_ms = _int(body, "expiresOn")
+        if expires_ms is None:
+            raise BrokerProtocolError("missing required field 'expiresOn'")
+        scopes = body.get("grantedScopes") or ""
+        account = body.get("account")
+        return cls(
+            access_token=access_token,
+            id_token=_str(body, "idToken"),
+            client_info=_str(body, "clientInfo"),
+            expires_on=expires_ms / 1000.0,
+            extended_expires_on=(_int(body, "extendedExpiresOn", 0) or 0) / 1000.0,
+            granted_scopes=tuple(scopes.split()) if isinstance(scopes, str) else (),
+            account=Account.from_wire(account) if account else None,
+            access_token_type=_token_type(_int(body, "accessTokenType", 0) or 0),
+        )
+
+
+@dataclass(frozen=True)
+class AccountsResult:
+    accounts: tuple[Account, ...]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"accounts": [a.to_wire() for a in self.accounts]}
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> AccountsResult:
+        raw = obj.get("accounts") or []
+        if not isinstance(raw, list):
+            raise BrokerProtocolError("accounts must be an array")
+        return cls(accounts=tuple(Account.from_wire(a) for a in raw))
+
+
+@dataclass(frozen=True)
+class OkResult:
+    """Reply of methods with nothing to say (``cancelInteractiveFlow``, ``removeAccount``)."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"ok": True}
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> OkResult:
+        return cls()
+
+
+@dataclass(frozen=True)
+class DefaultAccountResult:
+    """Reply of ``GetDefaultAccount``: the account ``account: null`` sign-ins use, if any."""
+
+    account: Account | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"account": self.account.to_wire() if self.account else None}
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> DefaultAccountResult:
+        account = obj.get("account")
+        return cls(account=Account.from_wire(account) if account is not None else None)
+
+
+@dataclass(frozen=True)
+class VersionResult:
+    version: str = BROKER_VERSION
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"linuxBrokerVersion": self.version}
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> VersionResult:
+        return cls(version=_str(obj, "linuxBrokerVersion", required=True))
+
+
+Result = TokenResult | AccountsResult | OkResult | VersionResult | DefaultAccountResult

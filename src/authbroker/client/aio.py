@@ -1,0 +1,168 @@
+"""``AsyncBrokerClient``: the asyncio Broker1 client (a jeepney router per event loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import time
+from typing import Any
+
+from jeepney import Message
+from jeepney.bus_messages import message_bus
+from jeepney.io import asyncio as jasyncio
+from jeepney.io.common import RouterClosed
+
+from authbroker import broker1
+from authbroker.client.messages import (
+    DeviceCodeCallback,
+    R,
+    _ClientSettings,
+    log,
+    print_device_code,
+)
+from authbroker.errors import BrokerUnavailableError
+
+
+class AsyncBrokerClient(_ClientSettings):
+    """The asyncio twin of :class:`BrokerClient` (``async with``, or ``await aclose()``)."""
+
+    _conn: jasyncio.DBusConnection | None = None
+    _router: jasyncio.DBusRouter | None = None
+
+    async def __aenter__(self) -> AsyncBrokerClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        router, conn, self._router, self._conn = self._router, self._conn, None, None
+        if router is not None:
+            with contextlib.suppress(Exception):
+                await router.__aexit__(None, None, None)
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()
+
+    async def _connection(self) -> jasyncio.DBusRouter:
+        if self._router is None:
+            try:
+                self._conn = await jasyncio.open_dbus_connection(self.bus)
+            except (OSError, KeyError, ValueError, EOFError, TimeoutError) as exc:
+                raise self.messages.no_bus(exc) from None
+            self._router = jasyncio.DBusRouter(self._conn)
+        return self._router
+
+    async def _roundtrip(self, msg: Message, what: str, timeout: float | None = None) -> Message:
+        router = await self._connection()
+        timeout = self.timeout if timeout is None else timeout
+        try:
+            return await asyncio.wait_for(router.send_and_get_reply(msg), timeout)
+        except TimeoutError:
+            raise self.messages.timed_out(what, timeout) from None
+        except (RouterClosed, OSError, EOFError) as exc:
+            await self.aclose()
+            raise self.messages.lost(exc) from None
+
+    async def _bus(self, method: str, *args: Any) -> tuple[Any, ...]:
+        msg = getattr(message_bus, method)(*args)
+        return self.messages.check(await self._roundtrip(msg, method, min(self.timeout, 25.0)),
+                                method)
+
+    async def _call(self, method: broker1.AnyMethod, request: broker1.Request, expected: type[R],
+                    correlation_id: str | None = None) -> R:
+        _cid, msg = self.messages.call(method, request, correlation_id)
+        return self.messages.result(method, await self._roundtrip(msg, method.value), expected)
+
+    # -- API
+    async def ping(self) -> float:
+        started = time.monotonic()
+        self.messages.check(await self._roundtrip(self.messages.ping(), "Ping"), "Ping")
+        return time.monotonic() - started
+
+    async def is_available(self) -> bool:
+        try:
+            names = set((await self._bus("ListNames"))[0])
+            names |= set((await self._bus("ListActivatableNames"))[0])
+        except BrokerUnavailableError:
+            return False
+        return self.messages.bus_name in names
+
+    async def get_accounts(self, client_id: str) -> list[broker1.Account]:
+        result = await self._call(broker1.Method.GET_ACCOUNTS,
+                                  broker1.GetAccountsRequest(client_id),
+                                  broker1.AccountsResult)
+        return list(result.accounts)
+
+    async def acquire_token_silently(self, auth: broker1.AuthParameters) -> broker1.TokenResult:
+        request = self.messages.silent(auth)
+        return await self._call(broker1.Method.ACQUIRE_TOKEN_SILENTLY, request, broker1.TokenResult)
+
+    async def acquire_token_interactively(
+        self, auth: broker1.AuthParameters, parent_window_handle: int = 1,
+        on_device_code: DeviceCodeCallback | None = print_device_code,
+        correlation_id: str | None = None,
+    ) -> broker1.TokenResult:
+        """Sign in; ``correlation_id`` lets another client cancel this very call."""
+        method = broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY
+        msg, bus_rule, local_rule = self.messages.interactive(auth, parent_window_handle,
+                                                           correlation_id)
+        router = await self._connection()
+        signals: asyncio.Queue[Message | None] = asyncio.Queue()
+
+        async def relay() -> None:
+            while (signal := await signals.get()) is not None:
+                prompt = self.messages.prompt(signal)
+                if prompt is not None and on_device_code is not None:
+                    try:
+                        shown = on_device_code(prompt)
+                        if inspect.isawaitable(shown):
+                            await shown
+                    except Exception as exc:
+                        log.warning("on_device_code failed: %s", type(exc).__name__)
+
+        with router.filter(local_rule, queue=signals):
+            await self._bus("AddMatch", bus_rule)
+            relay_task = asyncio.create_task(relay())
+            try:
+                reply = await self._roundtrip(msg, method.value)
+            finally:
+                signals.put_nowait(None)  # prompts that came before the reply are shown first
+                try:
+                    await asyncio.wait_for(relay_task, 5.0)
+                except (TimeoutError, asyncio.CancelledError):
+                    relay_task.cancel()
+                if self._router is not None:
+                    with contextlib.suppress(Exception):
+                        await self._bus("RemoveMatch", bus_rule)
+        return self.messages.result(method, reply, broker1.TokenResult)
+
+    async def remove_account(self, account: broker1.Account, client_id: str = "") -> None:
+        request = broker1.RemoveAccountRequest(account, client_id)
+        await self._call(broker1.Method.REMOVE_ACCOUNT, request, broker1.OkResult)
+
+    async def cancel_interactive_flow(self, correlation_id: str | None = None) -> None:
+        """Cancel this connection's sign-ins, or the one started with ``correlation_id``."""
+        await self._call(broker1.Method.CANCEL_INTERACTIVE_FLOW, broker1.CancelRequest(),
+                         broker1.OkResult,
+                         correlation_id)
+
+    async def get_linux_broker_version(self, client_id: str = "") -> str:
+        result = await self._call(broker1.Method.GET_LINUX_BROKER_VERSION,
+                                  broker1.OpaqueRequest({"clientId": client_id}),
+                                  broker1.VersionResult)
+        return result.version
+
+    async def set_default_account(self, *, home_account_id: str = "",
+                                  username: str = "") -> None:
+        """See :meth:`BrokerClient.set_default_account`."""
+        request = self.messages.default_request(home_account_id, username)
+        await self._call(broker1.UiMethod.SET_DEFAULT_ACCOUNT, request, broker1.OkResult)
+
+    async def get_default_account(self) -> broker1.Account | None:
+        """See :meth:`BrokerClient.get_default_account`."""
+        result = await self._call(broker1.UiMethod.GET_DEFAULT_ACCOUNT, broker1.OpaqueRequest(),
+                                  broker1.DefaultAccountResult)
+        return result.account
+

@@ -1,0 +1,157 @@
+"""``BrokerClient``: the blocking Broker1 client (one jeepney connection, no event loop)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from jeepney import HeaderFields, MatchRule, Message
+from jeepney.bus_messages import message_bus
+from jeepney.io import blocking as jblocking
+
+from authbroker import broker1
+from authbroker.broker1 import DeviceCodePrompt
+from authbroker.client.messages import R, _ClientSettings, log, print_device_code
+from authbroker.errors import BrokerUnavailableError
+
+
+class BrokerClient(_ClientSettings):
+    """Blocking client. Use as a context manager, or call :meth:`close`."""
+
+    _conn: jblocking.DBusConnection | None = None
+
+    def __enter__(self) -> BrokerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def _connection(self) -> jblocking.DBusConnection:
+        if self._conn is None:
+            try:
+                self._conn = jblocking.open_dbus_connection(self.bus)
+            except (OSError, KeyError, ValueError, TimeoutError) as exc:
+                raise self.messages.no_bus(exc) from None
+        return self._conn
+
+    def _roundtrip(self, msg: Message, what: str, timeout: float | None = None,
+                   on_signal: Callable[[Message], None] | None = None,
+                   signal_rule: MatchRule | None = None) -> Message:
+        conn = self._connection()
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        serial = next(conn.outgoing_serial)
+        try:
+            conn.send(msg, serial=serial)
+            while True:
+                incoming = conn.receive(timeout=max(0.0, deadline - time.monotonic()))
+                if incoming.header.fields.get(HeaderFields.reply_serial) == serial:
+                    return incoming
+                if on_signal is not None and signal_rule is not None \
+                        and signal_rule.matches(incoming):
+                    on_signal(incoming)
+        except TimeoutError:
+            self.close()  # a late reply must not be taken for the next call's
+            raise self.messages.timed_out(what, timeout) from None
+        except (OSError, EOFError) as exc:
+            self.close()
+            raise self.messages.lost(exc) from None
+
+    def _bus(self, method: str, *args: Any) -> tuple[Any, ...]:
+        msg = getattr(message_bus, method)(*args)
+        return self.messages.check(self._roundtrip(msg, method, min(self.timeout, 25.0)), method)
+
+    def _call(self, method: broker1.AnyMethod, request: broker1.Request, expected: type[R],
+              correlation_id: str | None = None) -> R:
+        _cid, msg = self.messages.call(method, request, correlation_id)
+        return self.messages.result(method, self._roundtrip(msg, method.value), expected)
+
+    # -- API
+    def ping(self) -> float:
+        """Ping the broker (starting it if it is activatable); the round trip in seconds."""
+        started = time.monotonic()
+        self.messages.check(self._roundtrip(self.messages.ping(), "Ping"), "Ping")
+        return time.monotonic() - started
+
+    def is_available(self) -> bool:
+        """Whether a broker owns the name or the bus can start one."""
+        try:
+            names = set(self._bus("ListNames")[0]) | set(self._bus("ListActivatableNames")[0])
+        except BrokerUnavailableError:
+            return False
+        return self.messages.bus_name in names
+
+    def get_accounts(self, client_id: str) -> list[broker1.Account]:
+        """Every account signed in to the broker, whatever ``client_id`` (brokers share
+        accounts between apps), the default one first."""
+        result = self._call(broker1.Method.GET_ACCOUNTS, broker1.GetAccountsRequest(client_id),
+                            broker1.AccountsResult)
+        return list(result.accounts)
+
+    def acquire_token_silently(self, auth: broker1.AuthParameters) -> broker1.TokenResult:
+        return self._call(broker1.Method.ACQUIRE_TOKEN_SILENTLY, self.messages.silent(auth),
+                          broker1.TokenResult)
+
+    def acquire_token_interactively(
+        self, auth: broker1.AuthParameters, parent_window_handle: int = 1,
+        on_device_code: Callable[[DeviceCodePrompt], None] | None = print_device_code,
+        correlation_id: str | None = None,
+    ) -> broker1.TokenResult:
+        """Sign in; ``correlation_id`` lets another client cancel this very call."""
+        method = broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY
+        msg, bus_rule, local_rule = self.messages.interactive(auth, parent_window_handle,
+                                                           correlation_id)
+
+        def on_signal(signal: Message) -> None:
+            prompt = self.messages.prompt(signal)
+            if prompt is not None and on_device_code is not None:
+                try:
+                    on_device_code(prompt)
+                except Exception as exc:
+                    log.warning("on_device_code failed: %s", type(exc).__name__)
+
+        self._bus("AddMatch", bus_rule)
+        try:
+            reply = self._roundtrip(msg, method.value, on_signal=on_signal, signal_rule=local_rule)
+        finally:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._bus("RemoveMatch", bus_rule)
+        return self.messages.result(method, reply, broker1.TokenResult)
+
+    def remove_account(self, account: broker1.Account, client_id: str = "") -> None:
+        self._call(broker1.Method.REMOVE_ACCOUNT, broker1.RemoveAccountRequest(account, client_id),
+                   broker1.OkResult)
+
+    def cancel_interactive_flow(self, correlation_id: str | None = None) -> None:
+        """Cancel this connection's sign-ins, or the one started with ``correlation_id``."""
+        self._call(broker1.Method.CANCEL_INTERACTIVE_FLOW, broker1.CancelRequest(),
+                   broker1.OkResult,
+                   correlation_id)
+
+    def get_linux_broker_version(self, client_id: str = "") -> str:
+        result = self._call(broker1.Method.GET_LINUX_BROKER_VERSION,
+                            broker1.OpaqueRequest({"clientId": client_id}), broker1.VersionResult)
+        return result.version
+
+    def set_default_account(self, *, home_account_id: str = "", username: str = "") -> None:
+        """Make a signed-in account the one ``account: null`` sign-ins get (authbroker only).
+
+        ``BrokerStatusError`` (status ACCOUNT_NOT_FOUND) when no such account is signed in.
+        """
+        request = self.messages.default_request(home_account_id, username)
+        self._call(broker1.UiMethod.SET_DEFAULT_ACCOUNT, request, broker1.OkResult)
+
+    def get_default_account(self) -> broker1.Account | None:
+        """The account ``account: null`` sign-ins get, if any (authbroker only)."""
+        result = self._call(broker1.UiMethod.GET_DEFAULT_ACCOUNT, broker1.OpaqueRequest(),
+                            broker1.DefaultAccountResult)
+        return result.account
+
