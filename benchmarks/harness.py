@@ -49,3 +49,19 @@ def report(title: str, rows: list[Row]) -> str:
     text = "\n".join(lines)
     print(text + "\n", flush=True)
     return text
+
+
+def percentile_ms(samples: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100, nearest rank) of ``samples`` (seconds), in ms."""
+    ranked = sorted(samples)
+    return ranked[min(len(ranked) - 1, max(0, round(q / 100 * len(ranked)) - 1))] * 1000.0
+
+
+def grid(title: str, columns: list[str], rows: list[tuple[str, list[str]]]) -> str:
+    """A plain table: one row per measure, one column per ``columns`` entry (already text)."""
+    lines = [f"## {title}", "", "| measure | " + " | ".join(columns) + " |",
+             "| --- |" + " --- |" * len(columns)]
+    lines += [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows]
+    text = "\n".join(lines)
+    print(text + "\n", flush=True)
+    return text

@@ -12,11 +12,15 @@ the benchmarks:
   ``ua-daemon.log``);
 * :func:`environ`: ``os.environ`` changes undone on exit (clients in this process find the bus
   and trust the authority through it);
-* :func:`service`: any subprocess, stopped with SIGTERM (then SIGKILL) on exit.
+* :func:`service`: any subprocess, stopped with SIGTERM (then SIGKILL) on exit;
+* :func:`write_users`: a users file of N generated users for ``authbroker authority --users``;
+* :func:`rss_mb`, :func:`io_counters`, :func:`dir_bytes`: a process's memory and write
+  counters (``/proc``), a directory's size.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -88,13 +92,34 @@ def broker(bus: Bus, auth: AuthorityProcess, tmp: Path) -> Iterator[DaemonProces
     bus.wait(broker1.BUS_NAME, owned=False)
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of ``/proc/<pid>/status`` in MB: ``VmRSS`` (now) or ``VmHWM`` (peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    raise RuntimeError(f"no {field} for process {pid}")
 
 
 def load_average() -> str:
     one, five, _ = os.getloadavg()
     return f"{os.cpu_count()} cores, load {one:.1f} (1 min) / {five:.1f} (5 min)"
+
+
+def write_users(path: Path, count: int, password: str) -> list[str]:
+    """A users file (``authbroker authority --users``) of ``count`` users; their usernames."""
+    names = [f"bench{i:05d}@bench.example" for i in range(count)]
+    users = [{"username": n, "password": password, "name": f"Bench User {i}"}
+             for i, n in enumerate(names)]
+    path.write_text(json.dumps({"domain": "bench.example", "users": users}))
+    return names
+
+
+def io_counters(pid: int) -> dict[str, int]:
+    """``/proc/<pid>/io`` (all its threads): ``write_bytes`` (to the disk), ``wchar`` …"""
+    pairs = (line.split(":") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return {key.strip(): int(value) for key, value in pairs}
+
+
+def dir_bytes(path: Path) -> int:
+    """The sizes of the files under ``path``, summed."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())

@@ -23,6 +23,11 @@ CONFIG = ENV_PREFIX + "CONFIG"
 BACKEND = ENV_PREFIX + "BACKEND"
 #: The daemon's private authority, https://HOST:PORT[/tenant].
 AUTHORITY = ENV_PREFIX + "AUTHORITY"
+#: The routing setting (off by default; ``route_public_cloud = true`` in the config file): send
+#: requests naming Microsoft's public-cloud hosts (login.microsoftonline.com …) to AUTHORITY,
+#: for offline use of unmodified apps that hard-code them. Off: nothing meant for Microsoft is
+#: redirected.
+ROUTE_PUBLIC_CLOUD = ENV_PREFIX + "ROUTE_PUBLIC_CLOUD"
 #: The daemon's sign-in UI: browser | device-code.
 UI = ENV_PREFIX + "UI"
 #: Seconds the daemon waits for an interactive sign-in.
@@ -103,11 +108,31 @@ def setting(name: str, default: str | None = None) -> str | None:
     return str(value) if value is not None else default
 
 
+_ON = frozenset({"1", "true", "yes", "on"})
+_OFF = frozenset({"0", "false", "no", "off", ""})
+
+
+def flag(name: str) -> bool:
+    """An on/off setting by its lower-case name (1/0, true/false, yes/no, on/off); unset is
+    off, anything else a ConfigurationError naming the setting."""
+    raw = setting(name)
+    value = (raw or "").strip().lower()
+    if value in _ON or value in _OFF:
+        return value in _ON
+    raise ConfigurationError(
+        f"{ENV_PREFIX}{name.upper()} (or `{name}` in the config file) must be on or off "
+        f"(1 or 0, true or false), not {raw!r}",
+        hint=f"fix {ENV_PREFIX}{name.upper()} or `{name}` in {config_file()}",
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     authority: str | None
     ui: str | None
     backend: str | None
+    #: ROUTE_PUBLIC_CLOUD: requests naming Microsoft's public-cloud hosts go to ``authority``.
+    route_public_cloud: bool = False
 
     @classmethod
     def load(cls) -> Settings:
@@ -115,4 +140,5 @@ class Settings:
             authority=setting("authority"),
             ui=setting("ui"),
             backend=setting("backend"),
+            route_public_cloud=flag("route_public_cloud"),
         )

@@ -112,3 +112,23 @@ def test_set_default_account_request_and_replies():
                                   json.dumps(some.to_wire())) == some
     none = broker1.parse_response(broker1.UiMethod.GET_DEFAULT_ACCOUNT, '{"account": null}')
     assert none == broker1.DefaultAccountResult(None)
+
+
+def test_status_result_round_trips_with_its_device_code() -> None:
+    account = broker1.Account("oid.tid", "oid", "tid", "user@contoso.example")
+    prompt = broker1.DeviceCodePrompt("https://127.0.0.1:8443/device", "ABCD-EFGH",
+                                      "open it and enter ABCD-EFGH", 1_900_000_000.0)
+    status = broker1.StatusResult(
+        accounts=(account,), default_account_id="oid.tid",
+        sign_ins=(broker1.SignInStatus("c1", "client", ":1.42", 4242, 1_800_000_000.0, prompt),
+                  broker1.SignInStatus("c2", "client", ":1.43", None, 1_800_000_001.0)),
+        callers=(broker1.CallerStatus(":1.42", 4242, "/usr/bin/python3", ("client",), 3,
+                                      "getAccounts", 1_800_000_002.0),))
+    wire = json.dumps(status.to_wire())
+    assert broker1.parse_response(broker1.UiMethod.GET_STATUS, wire) == status
+    obj = json.loads(wire)
+    assert obj["signIns"][0]["caller"] == {"busName": ":1.42", "pid": 4242}
+    assert obj["signIns"][0]["deviceCode"]["userCode"] == "ABCD-EFGH"
+    assert obj["signIns"][1]["deviceCode"] is None
+    assert obj["recentCallers"][0]["executable"] == "/usr/bin/python3"
+    assert broker1.parse_response(broker1.UiMethod.GET_STATUS, "{}") == broker1.StatusResult()

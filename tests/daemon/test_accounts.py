@@ -1,6 +1,6 @@
 """The account table through the broker: several accounts, the default account rules (a
 chosen default sticks; else the latest sign-in; else the only account), removal, and the store
-document's version 1 -> 2 migration."""
+document's version 1 migration into the record store."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from authbroker import broker1
+from authbroker.daemon.persistence import AccountStore
 from authbroker.daemon.store import Store
 from authbroker.errors import BrokerStatusError
 from fixtures.broker_core import (
@@ -100,7 +101,9 @@ def test_a_store_of_the_single_cache_format_is_migrated(authority, tmp_path: Pat
         core = make_core(authority.authority, None, person())
         token = await interactive(core)
         # what the daemon wrote before CAE had its own cache: one msal cache, version 1
-        old = {"core": 1, "msalCache": core.engine.cache.serialize(),
+        assert token.account
+        whole = core.engine.partition(token.account.home_account_id).serialize()
+        old = {"core": 1, "msalCache": whole,
                "accounts": core.accounts.entries(), "defaultAccount": None}
         Store(path, use_secret_service=False).save(old)
         await core.aclose()
@@ -114,8 +117,15 @@ def test_a_store_of_the_single_cache_format_is_migrated(authority, tmp_path: Pat
         assert plain.access_token != token.access_token and xms_cc(plain) is None
         assert xms_cc(await silent(core, decoded_claims=CP1)) == ["CP1"]
         await core.aclose()
-        doc = Store(path, use_secret_service=False).load()
-        assert doc["core"] == 2 and "msalCache" not in doc
-        assert set(doc["msalCaches"]) == {"plain", "CP1"}
+        # converted once into the record store, the old file kept aside
+        assert [p.name.split("-")[0] for p in tmp_path.glob("store.enc.migrated-*")] == [
+            "store.enc.migrated"]
+        store = AccountStore(path, use_secret_service=False)
+        loaded = store.open()
+        assert store.legacy is None and loaded.meta["core"] == 3
+        assert token.account and list(loaded.accounts) == [token.account.home_account_id]
+        tokens = store.read_tokens(token.account.home_account_id)
+        assert tokens is not None and set(tokens) == {"plain", "CP1"}
+        store.close()
 
     asyncio.run(upgraded(asyncio.run(sign_in_with_the_old_format())))

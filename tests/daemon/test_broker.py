@@ -153,7 +153,8 @@ def test_no_secret_in_logs_or_store_bytes(authority, tmp_path: Path, caplog) -> 
         core = make_core(authority.authority, store, person())
         token = await interactive(core)
         await silent(core, force_refresh=True)
-        rts = [rt["secret"] for rt in core.engine.cache.search(
+        assert token.account
+        rts = [rt["secret"] for rt in core.engine.partition(token.account.home_account_id).search(
             msal.TokenCache.CredentialType.REFRESH_TOKEN)]
         await core.aclose()
         return token, rts

@@ -132,7 +132,8 @@ def test_revoked_refresh_token_asks_for_interaction(authority) -> None:
     async def scenario() -> None:
         core = make_core(authority.authority, None, person())
         token = await interactive(core)
-        cache = core.engine.cache  # as if the authority had revoked the refresh token
+        assert token.account  # as if the authority had revoked the refresh token
+        cache = core.engine.partition(token.account.home_account_id)
         for rt in list(cache.search(msal.TokenCache.CredentialType.REFRESH_TOKEN)):
             cache.update_rt(rt, "not-a-refresh-token")
         with pytest.raises(BrokerStatusError) as err:

@@ -93,9 +93,6 @@ class _NoCaches:
         self.legacy = state
         return 0
 
-    def serialize_caches(self) -> dict[str, str]:
-        return {"plain": "{}"}
-
 
 def test_the_default_account_rules() -> None:
     table = AccountTable()
@@ -116,17 +113,23 @@ def test_the_default_account_rules() -> None:
     assert err.value.status == broker1.Status.ACCOUNT_NOT_FOUND
 
 
-def test_the_document_round_trips_and_version_1_is_migrated() -> None:
+def test_the_table_round_trips_and_single_file_documents_are_migrated() -> None:
     table = AccountTable()
     table.signed_in(_account("a"))
     table.choose_default("a.t")
-    doc = table.document(_NoCaches())
-    assert doc["core"] == DOCUMENT_VERSION == 2
-    assert set(doc) == {"core", "msalCaches", "accounts", "defaultAccount", "defaultChosen"}
-    again, caches = AccountTable(), _NoCaches()
-    assert again.apply_document(doc, caches) is False
-    assert caches.states == {"plain": "{}"} and again.document(caches) == doc
+    meta = table.meta()
+    assert meta == {"core": DOCUMENT_VERSION, "defaultAccount": "a.t", "defaultChosen": True}
+    assert DOCUMENT_VERSION == 3
+    again = AccountTable()  # what the record store gives back: the meta row and each row
+    again.load(meta, {"a.t": table.entry("a.t") or {}})
+    assert again.meta() == meta and again.entries() == table.entries()
+    # the single-file store's documents: version 2 (caches by capability set) and version 1
+    v2 = {"core": 2, "msalCaches": {"plain": "{}"}, "accounts": table.entries(),
+          "defaultAccount": "a.t", "defaultChosen": True}
+    two, caches = AccountTable(), _NoCaches()
+    assert two.apply_document(v2, caches) is True  # converted into the record store
+    assert caches.states == {"plain": "{}"} and two.meta() == meta
     old, legacy = AccountTable(), _NoCaches()
-    v1 = {"core": 1, "msalCache": "{}", "accounts": doc["accounts"], "defaultAccount": None}
-    assert old.apply_document(v1, legacy) is True  # must be saved again as version 2
+    v1 = {"core": 1, "msalCache": "{}", "accounts": table.entries(), "defaultAccount": None}
+    assert old.apply_document(v1, legacy) is True
     assert legacy.legacy == "{}" and old.default == "a.t"

@@ -139,7 +139,8 @@ def test_ping_machine_id_and_introspection(toy, conn):
     signal = root.find(f"interface[@name='{broker1.EXTENSION_INTERFACE}']/signal")
     assert signal is not None and signal.get("name") == broker1.DEVICE_CODE_SIGNAL
     ui = root.findall(f"interface[@name='{broker1.EXTENSION_INTERFACE}']/method")
-    assert {m.get("name") for m in ui} == {broker1.SET_DEFAULT_ACCOUNT, broker1.GET_DEFAULT_ACCOUNT}
+    assert {m.get("name") for m in ui} == {broker1.SET_DEFAULT_ACCOUNT, broker1.GET_DEFAULT_ACCOUNT,
+                                           broker1.GET_STATUS}
     for method in ui:
         args = [(a.get("name"), a.get("type"), a.get("direction")) for a in method.findall("arg")]
         assert args == [("correlation_id", "s", "in"), ("request_json", "s", "in"),
@@ -363,3 +364,22 @@ def test_a_call_running_at_shutdown_is_still_answered(dbus_session):
         err = assert_error_object(json.loads(reply.body[0]), broker1.Status.TRANSIENT_ERROR,
                                   token_method=True)
         assert "shutting down" in err["context"]
+
+
+@pytest.mark.parametrize("request_json", ["", "   ", "[]", "null", '"cancel"', "7"])
+def test_a_cancel_that_is_not_a_json_object_gets_an_error_object(toy, conn, request_json):
+    reply = broker_call(conn, broker1.Method.CANCEL_INTERACTIVE_FLOW, request_json)
+    err = assert_error_object(reply, broker1.Status.API_CONTRACT_VIOLATION, token_method=False)
+    assert "JSON object" in err["context"] and "ok" not in reply
+    assert toy.handler.calls == []  # nothing was cancelled
+
+
+def test_get_status_is_refused_to_a_foreign_uid(dbus_session, conn):
+    with served_toy(dbus_session.address, expected_uid=os.getuid() + 1) as toy:
+        ui = DBusAddress(broker1.OBJECT_PATH, bus_name=broker1.BUS_NAME,
+                         interface=broker1.EXTENSION_INTERFACE)
+        reply = json.loads(raw_call(conn, broker1.GET_STATUS, ("corr-st", "{}"), "ss",
+                                    address=ui).body[0])
+        err = assert_error_object(reply, broker1.Status.INCORRECT_CONFIGURATION, token_method=False)
+        assert f"uid {os.getuid()}" in err["context"] and "signIns" not in reply
+        assert toy.handler.calls == []

@@ -29,7 +29,7 @@ import pytest
 
 from authbroker import broker1
 from authbroker.client import BrokerClient
-from authbroker.daemon.store import Store
+from authbroker.daemon.persistence import AccountStore
 from authbroker.devkit.useragent import device_login
 from authbroker.errors import BrokerStatusError
 from fixtures.authority import AuthorityProcess, start_authority
@@ -210,14 +210,16 @@ def test_tokens_never_reach_the_log_or_the_store_bytes(broker: Setup) -> None:
         token = client.acquire_token_silently(broker.auth(force_refresh=True))
     broker.daemon.stop()
     store = broker.daemon.store
-    doc = Store(store).load()  # decrypts with the key from the Secret Service
+    records = AccountStore(store)  # decrypts with the key from the Secret Service
     secrets = [token.access_token, token.id_token]
-    for state in doc["msalCaches"].values():
-        cache = json.loads(state)
-        for kind in ("RefreshToken", "AccessToken", "IdToken"):
-            secrets += [entry["secret"] for entry in cache.get(kind, {}).values()]
+    for hid in records.open().accounts:
+        for state in (records.read_tokens(hid) or {}).values():
+            cache = json.loads(state)
+            for kind in ("RefreshToken", "AccessToken", "IdToken"):
+                secrets += [entry["secret"] for entry in cache.get(kind, {}).values()]
+    records.close()
     assert len(secrets) >= 5
-    raw = store.read_bytes()
+    raw = b"".join(p.read_bytes() for p in store.parent.glob(store.name + "*"))
     log = broker.daemon.log.read_text()
     assert "interactive" in log  # the log is real and mentions the calls
     for secret in secrets:

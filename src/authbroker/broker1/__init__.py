@@ -42,6 +42,7 @@ from authbroker.broker1.names import (
     DEVICE_CODE_SIGNAL,
     EXTENSION_INTERFACE,
     GET_DEFAULT_ACCOUNT,
+    GET_STATUS,
     INTERFACE,
     INTROSPECTABLE_INTERFACE,
     MAX_REQUEST_BYTES,
@@ -67,9 +68,12 @@ from authbroker.broker1.requests import (
 )
 from authbroker.broker1.results import (
     AccountsResult,
+    CallerStatus,
     DefaultAccountResult,
     OkResult,
     Result,
+    SignInStatus,
+    StatusResult,
     TokenResult,
     VersionResult,
 )
@@ -85,6 +89,7 @@ __all__ = [
     "DEVICE_CODE_SIGNAL",
     "SET_DEFAULT_ACCOUNT",
     "GET_DEFAULT_ACCOUNT",
+    "GET_STATUS",
     "PROTOCOL_VERSION",
     "BROKER_VERSION",
     "MAX_REQUEST_BYTES",
@@ -123,6 +128,9 @@ __all__ = [
     "AccountsResult",
     "OkResult",
     "DefaultAccountResult",
+    "SignInStatus",
+    "CallerStatus",
+    "StatusResult",
     "VersionResult",
     "Result",
     # codec

@@ -12,11 +12,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from authbroker.broker1.fields import read_int
-from authbroker.broker1.methods import METHODS, AnyMethod
+from authbroker.broker1.methods import METHODS, AnyMethod, Method
 from authbroker.broker1.names import MAX_REQUEST_BYTES, Status
 from authbroker.broker1.requests import Request
 from authbroker.broker1.results import Result
 from authbroker.errors import BrokerProtocolError, BrokerStatusError
+
+#: Methods an empty request text is not good enough for (elsewhere it means ``{}``): a cancel
+#: must say what it is, or any stray call would end the caller's sign-ins.
+_OBJECT_REQUIRED: frozenset[AnyMethod] = frozenset({Method.CANCEL_INTERACTIVE_FLOW})
 
 
 def encode(obj: Mapping[str, Any]) -> str:
@@ -27,6 +31,8 @@ def parse_request(method: AnyMethod, request_json: str) -> Request:
     """Parse ``request_json`` for ``method``; BrokerProtocolError (safe to log) if malformed."""
     if len(request_json.encode("utf-8", "surrogatepass")) > MAX_REQUEST_BYTES:
         raise BrokerProtocolError(f"request is larger than {MAX_REQUEST_BYTES} bytes")
+    if not request_json.strip() and method in _OBJECT_REQUIRED:
+        raise BrokerProtocolError("request must be a JSON object")
     try:
         obj = json.loads(request_json) if request_json.strip() else {}
     except (ValueError, RecursionError) as exc:

@@ -19,6 +19,7 @@ from authbroker.broker1 import results as rs
 from authbroker.broker1.names import (
     EXTENSION_INTERFACE,
     GET_DEFAULT_ACCOUNT,
+    GET_STATUS,
     INTERFACE,
     SET_DEFAULT_ACCOUNT,
 )
@@ -47,6 +48,7 @@ class UiMethod(StrEnum):
 
     SET_DEFAULT_ACCOUNT = SET_DEFAULT_ACCOUNT
     GET_DEFAULT_ACCOUNT = GET_DEFAULT_ACCOUNT
+    GET_STATUS = GET_STATUS
 
     @property
     def is_token_method(self) -> bool:
@@ -113,6 +115,7 @@ _ROWS = (
     _broker1(Method.GET_LINUX_BROKER_VERSION, rq.OpaqueRequest, rs.VersionResult, routine=True),
     _ours(UiMethod.SET_DEFAULT_ACCOUNT, rq.SetDefaultAccountRequest, rs.OkResult),
     _ours(UiMethod.GET_DEFAULT_ACCOUNT, rq.OpaqueRequest, rs.DefaultAccountResult),
+    _ours(UiMethod.GET_STATUS, rq.OpaqueRequest, rs.StatusResult),
 )
 
 #: Every method, in declaration order (introspection lists them in this order).

@@ -20,6 +20,7 @@ DEVICE_CODE_SIGNAL = "DeviceCodePrompt"  # (s correlation_id, s prompt_json)
 #: Methods of EXTENSION_INTERFACE, each ``(s correlation_id, s request_json) -> s``.
 SET_DEFAULT_ACCOUNT = "SetDefaultAccount"
 GET_DEFAULT_ACCOUNT = "GetDefaultAccount"
+GET_STATUS = "GetStatus"  # accounts, the default one, the sign-ins waiting for a person
 PROTOCOL_VERSION = "0.0"
 BROKER_VERSION = "2.0.4"  # what getLinuxBrokerVersion reports (compatible with known clients)
 #: Requests larger than this (bytes of request_json) are refused with an error object.

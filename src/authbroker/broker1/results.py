@@ -13,7 +13,7 @@ from typing import Any
 from authbroker.broker1.fields import read_int as _int
 from authbroker.broker1.fields import read_obj as _obj
 from authbroker.broker1.fields import read_str as _str
-from authbroker.broker1.messages import Account, redact
+from authbroker.broker1.messages import Account, DeviceCodePrompt, redact
 from authbroker.broker1.names import BROKER_VERSION, AccessTokenType
 from authbroker.errors import BrokerProtocolError
 
@@ -136,4 +136,110 @@ class VersionResult:
         return cls(version=_str(obj, "linuxBrokerVersion", required=True))
 
 
-Result = TokenResult | AccountsResult | OkResult | VersionResult | DefaultAccountResult
+@dataclass(frozen=True)
+class SignInStatus:
+    """A running sign-in as ``GetStatus`` lists it: who asked, since when, and the device code
+    a person must enter (while the device-code flow waits for it)."""
+
+    correlation_id: str
+    client_id: str
+    sender: str  # the caller's unique bus name
+    pid: int | None
+    started_on: float  # epoch seconds
+    device_code: DeviceCodePrompt | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "correlationId": self.correlation_id,
+            "clientId": self.client_id,
+            "caller": {"busName": self.sender, "pid": self.pid},
+            "startedOn": int(self.started_on),
+            "deviceCode": self.device_code.to_wire() if self.device_code else None,
+        }
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> SignInStatus:
+        if not isinstance(obj, Mapping):
+            raise BrokerProtocolError("a sign-in must be an object")
+        caller = _obj(obj, "caller") or {}
+        code = _obj(obj, "deviceCode")
+        return cls(
+            correlation_id=_str(obj, "correlationId"),
+            client_id=_str(obj, "clientId"),
+            sender=_str(caller, "busName"),
+            pid=_int(caller, "pid"),
+            started_on=float(_int(obj, "startedOn", 0) or 0),
+            device_code=DeviceCodePrompt.from_wire(dict(code)) if code else None,
+        )
+
+
+@dataclass(frozen=True)
+class CallerStatus:
+    """A recent caller as ``GetStatus`` lists it (never anything from a request but client ids)."""
+
+    sender: str  # its unique bus name
+    pid: int | None
+    executable: str
+    client_ids: tuple[str, ...]
+    calls: int
+    last_method: str
+    last_call_on: float  # epoch seconds
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "busName": self.sender, "pid": self.pid, "executable": self.executable,
+            "clientIds": list(self.client_ids), "calls": self.calls,
+            "lastMethod": self.last_method, "lastCallOn": int(self.last_call_on),
+        }
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> CallerStatus:
+        if not isinstance(obj, Mapping):
+            raise BrokerProtocolError("a caller must be an object")
+        ids = obj.get("clientIds") or []
+        return cls(
+            sender=_str(obj, "busName"), pid=_int(obj, "pid"), executable=_str(obj, "executable"),
+            client_ids=tuple(str(i) for i in ids) if isinstance(ids, list) else (),
+            calls=_int(obj, "calls", 0) or 0, last_method=_str(obj, "lastMethod"),
+            last_call_on=float(_int(obj, "lastCallOn", 0) or 0),
+        )
+
+
+def _array(obj: Mapping[str, Any], key: str) -> list[Any]:
+    value = obj.get(key) or []
+    if not isinstance(value, list):
+        raise BrokerProtocolError(f"{key} must be an array")
+    return value
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    """Reply of ``GetStatus``: the accounts (the default one's id apart), the running sign-ins
+    and the recent callers."""
+
+    accounts: tuple[Account, ...] = ()
+    default_account_id: str | None = None
+    sign_ins: tuple[SignInStatus, ...] = ()
+    callers: tuple[CallerStatus, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "accounts": [a.to_wire() for a in self.accounts],
+            "defaultHomeAccountId": self.default_account_id,
+            "signIns": [s.to_wire() for s in self.sign_ins],
+            "recentCallers": [c.to_wire() for c in self.callers],
+        }
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> StatusResult:
+        return cls(
+            accounts=tuple(Account.from_wire(a) for a in _array(obj, "accounts")),
+            default_account_id=_str(obj, "defaultHomeAccountId") or None,
+            sign_ins=tuple(SignInStatus.from_wire(s) for s in _array(obj, "signIns")),
+            callers=tuple(CallerStatus.from_wire(c) for c in _array(obj, "recentCallers")),
+        )
+
+
+Result = (
+    TokenResult | AccountsResult | OkResult | VersionResult | DefaultAccountResult | StatusResult
+)

@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "login": ("authbroker.cli.broker", "sign in through the broker"),
     "token": ("authbroker.cli.broker", "print an access token from the broker"),
     "logout": ("authbroker.cli.broker", "forget an account in the broker"),
+    "doctor": ("authbroker.cli.doctor", "check what sign-in needs here, and say what to fix"),
+    "status": ("authbroker.cli.status", "the broker's accounts and the sign-ins waiting for you"),
 }
 
 

@@ -166,3 +166,8 @@ class AsyncBrokerClient(_ClientSettings):
                                   broker1.DefaultAccountResult)
         return result.account
 
+    async def get_status(self) -> broker1.StatusResult:
+        """See :meth:`BrokerClient.get_status`."""
+        return await self._call(broker1.UiMethod.GET_STATUS, broker1.OpaqueRequest(),
+                                broker1.StatusResult)
+

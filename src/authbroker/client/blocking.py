@@ -155,3 +155,9 @@ class BrokerClient(_ClientSettings):
                             broker1.DefaultAccountResult)
         return result.account
 
+    def get_status(self) -> broker1.StatusResult:
+        """The accounts, the default one and the running sign-ins, with their device codes
+        (authbroker only)."""
+        return self._call(broker1.UiMethod.GET_STATUS, broker1.OpaqueRequest(),
+                          broker1.StatusResult)
+

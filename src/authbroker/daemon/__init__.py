@@ -64,6 +64,11 @@ class _DeferredHandler:
                                     tag="daemon.start") from None
         return await core.handle(method, request, ctx)
 
+    def caller_left(self, sender: str) -> int:
+        if self.ready.done() and not self.ready.exception():
+            return self.ready.result().caller_left(sender)
+        return 0
+
     async def aclose(self) -> None:
         if self.ready.done() and not self.ready.exception():
             await self.ready.result().aclose()

@@ -1,15 +1,15 @@
-"""The broker's signed-in accounts, which one is the default, and the store document they live in.
+"""The broker's signed-in accounts, which one is the default, and how they are saved.
 
-The document the store persists (version 2, unchanged since CAE got its own cache)::
+Since document version 3 the store (``records.py``) keeps one row per account: its wire object
+plus ``{"lastSignIn": epoch s}`` (:meth:`AccountTable.entry`) and its msal partitions
+(``msal_engine.py``), and one meta row :meth:`AccountTable.meta`::
 
-    {"core": 2,
-     "msalCaches": {"plain": "<msal SerializableTokenCache>", "CP1": "<the CAE one>", ...},
-     "accounts": [<broker1.Account wire object> + {"lastSignIn": epoch s}, ...],
-     "defaultAccount": "<homeAccountId>" | null, "defaultChosen": bool}
+    {"core": 3, "defaultAccount": "<homeAccountId>" | null, "defaultChosen": bool}
 
-A version 1 document (one ``"msalCache"`` for both kinds of token) is migrated on load: its
-cache becomes the plain one without its access tokens (CAE and plain ones cannot be told apart),
-and the next save writes version 2.
+The single-file store's documents are read once, by :meth:`AccountTable.apply_document`:
+version 2 ``{"core": 2, "msalCaches": {name: cache}, "accounts": [...], "defaultAccount",
+"defaultChosen"}`` and version 1 (one ``"msalCache"`` for both kinds of token: it becomes the
+plain partitions without their access tokens, as CAE and plain ones cannot be told apart).
 
 The default account (the one ``account: null`` requests get) is the one chosen with
 ``SetDefaultAccount``, else the latest interactive sign-in, else the only account. A chosen
@@ -29,19 +29,17 @@ from authbroker.errors import BrokerProtocolError, BrokerStatusError
 
 log = logging.getLogger(__name__)
 
-DOCUMENT_VERSION = 2
-#: Document versions this code reads (older ones are migrated on load).
+DOCUMENT_VERSION = 3
+#: Single-file document versions this code migrates (apply_document).
 READABLE_VERSIONS = frozenset({1, 2})
 
 
 class TokenCaches(Protocol):
-    """The part of the token engine whose state shares the document (``TokenEngine``)."""
+    """The part of the token engine an old document's caches go to (``TokenEngine``)."""
 
     def load_caches(self, states: Mapping[str, Any]) -> None: ...
 
     def load_legacy_cache(self, state: str | None) -> int: ...
-
-    def serialize_caches(self) -> dict[str, str]: ...
 
 
 def _recency(entry: Mapping[str, Any]) -> float:
@@ -66,22 +64,51 @@ class AccountTable:
         """The stored form of every account (wire object + ``lastSignIn``)."""
         return list(self._entries.values())
 
-    # -- the store document -------------------------------------------------------------------
+    # -- what the store keeps -----------------------------------------------------------------
+
+    def load(self, meta: Mapping[str, Any], entries: Mapping[str, Mapping[str, Any]]) -> None:
+        """The state the record store read (its meta row and its account rows)."""
+        for hid, entry in entries.items():
+            self._add_entry(entry, hid)
+        self._set_default(meta)
+
+    def meta(self) -> dict[str, Any]:
+        """The meta row: the default account and whether it was chosen."""
+        return {"core": DOCUMENT_VERSION, "defaultAccount": self._default,
+                "defaultChosen": self._default_chosen}
+
+    def entry(self, home_account_id: str) -> dict[str, Any] | None:
+        """An account's stored form (wire object + ``lastSignIn``), None if not signed in."""
+        return self._entries.get(home_account_id)
+
+    def _add_entry(self, entry: Mapping[str, Any], hid: str | None = None) -> None:
+        try:
+            account = broker1.Account.from_wire(dict(entry))
+        except BrokerProtocolError as exc:
+            log.error("skipping an unreadable account in the store: %s", exc)
+            return
+        if hid is None or hid == account.home_account_id:
+            self._entries[account.home_account_id] = dict(
+                entry, homeAccountId=account.home_account_id
+            )
+
+    def _set_default(self, meta: Mapping[str, Any]) -> None:
+        default = meta.get("defaultAccount")
+        self._default = default if default in self._entries else None
+        self._default_chosen = bool(self._default and meta.get("defaultChosen"))
 
     def apply_document(self, doc: Mapping[str, Any], caches: TokenCaches) -> bool:
-        """Load a saved document into this table and ``caches``; True when it must be saved
-        again in the current version (it was migrated)."""
-        version = doc.get("core", DOCUMENT_VERSION)
+        """Load a single-file store document (version 1 or 2) into this table and ``caches``;
+        whether it held anything to migrate."""
+        version = doc.get("core", 2)
         if version not in READABLE_VERSIONS:
             log.error("the store holds an unknown document version; starting empty")
             return False
-        migrated = False
         try:
             if version == 1:
                 dropped = caches.load_legacy_cache(doc.get("msalCache"))
-                migrated = bool(doc)  # write the new format at the next call
-                log.info("store document migrated to version %d (%d cached access token(s) "
-                         "dropped)", DOCUMENT_VERSION, dropped)
+                log.info("store document version 1 migrated (%d cached access token(s) "
+                         "dropped)", dropped)
             else:
                 states = doc.get("msalCaches")
                 caches.load_caches(states if isinstance(states, dict) else {})
@@ -89,28 +116,10 @@ class AccountTable:
             log.error("the store's token cache is unreadable (%s); starting with an empty one",
                       exc)
         for entry in doc.get("accounts") or []:
-            try:
-                account = broker1.Account.from_wire(entry)
-            except BrokerProtocolError as exc:
-                log.error("skipping an unreadable account in the store: %s", exc)
-                continue
-            self._entries[account.home_account_id] = dict(
-                entry, homeAccountId=account.home_account_id
-            )
-        default = doc.get("defaultAccount")
-        self._default = default if default in self._entries else None
-        self._default_chosen = bool(self._default and doc.get("defaultChosen"))
-        return migrated
-
-    def document(self, caches: TokenCaches) -> dict[str, Any]:
-        """The document to save (always the current version)."""
-        return {
-            "core": DOCUMENT_VERSION,
-            "msalCaches": caches.serialize_caches(),
-            "accounts": self.entries(),
-            "defaultAccount": self._default,
-            "defaultChosen": self._default_chosen,
-        }
+            if isinstance(entry, Mapping):
+                self._add_entry(entry)
+        self._set_default(doc)
+        return bool(doc)
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -4,10 +4,10 @@
 parses each call and replies; the broker answers a typed ``broker1`` result or raises
 ``BrokerStatusError``. Calls go through a table, method → coroutine, each route getting the
 request type ``broker1.METHODS`` declares (a method without a route is "not supported yet").
-It only orchestrates: the account table, the default account and the store document are
-``accounts.py``'s, msal's applications and caches ``msal_engine.py``'s, the interactive flows
-``signin.py``'s. The document is persisted through the store after every
-change (a failed save is retried by the next call).
+It only orchestrates: the account table and the default account are ``accounts.py``'s,
+msal's applications and per-account partitions ``msal_engine.py``'s, the interactive flows
+``signin.py``'s. What changed is committed (those accounts only, ``persistence.py``) before
+the caller is answered (a failed save is retried by the next call).
 
 A silent result is kept in memory by its :class:`SilentKey` while more than 5 minutes remain
 (msal's own rule), so a cache hit never leaves the event loop; concurrent identical silent
@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import requests
 
@@ -31,10 +31,13 @@ from authbroker import broker1
 from authbroker.config import Settings
 from authbroker.daemon import signin
 from authbroker.daemon.accounts import AccountTable
+from authbroker.daemon.callers import RecentCallers
 from authbroker.daemon.handler import CallContext
 from authbroker.daemon.msal_engine import TokenEngine
+from authbroker.daemon.persistence import AccountStore, Persistence
 from authbroker.daemon.results import unreachable
-from authbroker.daemon.routing import split_claims
+from authbroker.daemon.routing import PublicCloudRoute, refuse_pop, split_claims
+from authbroker.daemon.store import Store
 from authbroker.errors import BrokerStatusError
 
 log = logging.getLogger(__name__)
@@ -105,18 +108,12 @@ def _expect(request: broker1.Request, kind: type[R]) -> R:
     return request
 
 
-class DocumentStore(Protocol):
-    def load(self) -> dict[str, Any]: ...
-
-    def save(self, doc: dict[str, Any]) -> None: ...
-
-
 class BrokerCore:
     """The Broker1 handler. ``store`` may be None (nothing persists: tests, ``--ephemeral``)."""
 
     def __init__(
         self,
-        store: DocumentStore | None,
+        store: AccountStore | Store | None,
         settings: Settings | None = None,
         *,
         sign_in_timeout: float | None = None,
@@ -124,24 +121,30 @@ class BrokerCore:
         open_url: Callable[[str], bool] | None = None,
     ) -> None:
         settings = settings or Settings.load()
-        self.store = store
+        self.store = AccountStore.of(store) if store is not None else None
         self.ui_mode = getattr(settings, "ui", None)
         self.sign_in_timeout = sign_in_timeout or signin.timeout_setting()
         self.engine = TokenEngine(getattr(settings, "authority", None), http_client=http_client)
+        #: The routing setting (None: off): public-cloud requests go to the private authority.
+        self.route = PublicCloudRoute.of(getattr(settings, "authority", None),
+                                         getattr(settings, "route_public_cloud", False))
+        if self.route is not None:
+            log.info("routing Microsoft's public-cloud hosts to %s", self.route.private)
         self.accounts = AccountTable()
         self._open_url = open_url
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="authbroker-core")
         self._loaded = False
-        self._unsaved = False
+        self._state = Persistence(self.store, self.accounts, self.engine, self._run)
         self._removals: dict[str, int] = {}  # per account, bumped by removeAccount (_silent)
         self._load_lock = asyncio.Lock()
-        self._save_lock = asyncio.Lock()
         self._inflight: dict[tuple[SilentKey, bool], asyncio.Future[broker1.TokenResult]] = {}
         self._hot = HotTokens()
         self._sign_ins: set[signin.SignIn] = set()
+        self.callers = RecentCallers()
         self._routes: dict[broker1.AnyMethod, Route] = {
             broker1.UiMethod.SET_DEFAULT_ACCOUNT: self._on_set_default,
             broker1.UiMethod.GET_DEFAULT_ACCOUNT: self._on_get_default,
+            broker1.UiMethod.GET_STATUS: self._on_status,
             broker1.Method.GET_ACCOUNTS: self._on_get_accounts,
             broker1.Method.ACQUIRE_TOKEN_SILENTLY: self._on_silent,
             broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY: self._on_interactive,
@@ -163,32 +166,19 @@ class BrokerCore:
         async with self._load_lock:
             if self._loaded:
                 return
-            doc = await self._run(self.store.load) if self.store else {}
-            if self.accounts.apply_document(doc, self.engine):
-                self._unsaved = True
+            await self._state.start()
             self._loaded = True
             log.info("broker state loaded: %d account(s)", len(self.accounts))
 
-    async def _persist(self, *, force: bool = False) -> None:
-        if self.store is None:
-            return
-        async with self._save_lock:
-            if not (force or self._unsaved or self.engine.has_state_changed):
-                return
-            doc = self.accounts.document(self.engine)
-            try:
-                await self._run(self.store.save, doc)
-            except Exception as exc:  # the token is still good; the next call saves again
-                log.error("could not save the broker store: %s", exc)
-                self._unsaved = True
-            else:
-                self._unsaved = False
+    async def _persist(self, *, durable: bool = False) -> None:
+        """Commit what changed (only those accounts) before the caller is answered."""
+        await self._state.flush(durable=durable)
 
     async def aclose(self) -> None:
         for sign_in in list(self._sign_ins):
             sign_in.cancel()
         if self._loaded:
-            await self._persist()
+            await self._state.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # -- dispatch -----------------------------------------------------------------------------
@@ -197,6 +187,8 @@ class BrokerCore:
         self, method: broker1.AnyMethod, request: broker1.Request, ctx: CallContext
     ) -> broker1.Result:
         await self.start()
+        if method is not broker1.UiMethod.GET_STATUS:  # asking for the status is not news
+            self.callers.seen(ctx, method, request)
         route = self._routes.get(method)
         if route is None:
             raise BrokerStatusError(
@@ -220,6 +212,11 @@ class BrokerCore:
     async def _on_get_default(self, request: broker1.Request, ctx: CallContext) -> broker1.Result:
         default = self.accounts.default
         return broker1.DefaultAccountResult(self.accounts.account(default) if default else None)
+
+    async def _on_status(self, request: broker1.Request, ctx: CallContext) -> broker1.Result:
+        sign_ins = sorted(self._sign_ins, key=lambda s: s.started)
+        return broker1.StatusResult(tuple(self.accounts.listed()), self.accounts.default,
+                                    tuple(s.status() for s in sign_ins), self.callers.listed())
 
     async def _on_get_accounts(self, request: broker1.Request, ctx: CallContext) -> broker1.Result:
         return broker1.AccountsResult(tuple(self.accounts.listed()))
@@ -251,17 +248,18 @@ class BrokerCore:
         """Make a signed-in account the default; it stays so until chosen otherwise or removed."""
         await self.start()
         self.accounts.choose_default(home_account_id)
-        await self._persist(force=True)
+        await self._persist(durable=True)
 
     async def remove_account(self, home_account_id: str) -> None:
         await self.start()
         self._removals[home_account_id] = self._removals.get(home_account_id, 0) + 1
         removed = await self._run(self.engine.remove_account, home_account_id)
         known = self.accounts.forget(home_account_id)
+        self._state.touch(home_account_id)
         self._hot.forget_account(home_account_id)
         log.info("removed account %s (%s, %d cache entries)", home_account_id,
                  "known" if known else "unknown", removed)
-        await self._persist(force=True)
+        await self._persist(durable=True)
 
     # -- tokens -------------------------------------------------------------------------------
 
@@ -269,6 +267,7 @@ class BrokerCore:
         self, auth: broker1.AuthParameters, ctx: CallContext
     ) -> broker1.TokenResult:
         await self.start()
+        auth = self._admit(auth)
         home_account_id = auth.account.home_account_id if auth.account else self.accounts.default
         if not home_account_id:
             raise BrokerStatusError(
@@ -289,7 +288,7 @@ class BrokerCore:
         if not force and key.challenge is None:
             hot = self._hot.get(key)
             if hot is not None:
-                if self._unsaved:
+                if self._state.pending:
                     await self._persist()
                 return hot
         flight = (key, force)
@@ -319,7 +318,9 @@ class BrokerCore:
             log.info("silent %s for %s: status %d (%s)", ctx.correlation_id, auth.client_id,
                      int(exc.status), exc.context)
             raise
-        self.accounts.seen(result.account)
+        if result.account and result.account.home_account_id not in self.accounts:
+            self.accounts.seen(result.account)
+            self._state.touch(result.account.home_account_id)
         log.info("silent %s for %s: token for %s", ctx.correlation_id, auth.client_id,
                  list(auth.requested_scopes))
         self._hot.keep(key, result)
@@ -330,9 +331,11 @@ class BrokerCore:
         self, auth: broker1.AuthParameters, ctx: CallContext
     ) -> broker1.TokenResult:
         await self.start()
+        auth = self._admit(auth)
         mode = await self._run(signin.choose_mode, self.ui_mode)  # webbrowser may run xdg-settings
         target = self.engine.target(auth)
         claims = split_claims(auth.decoded_claims)
+        # a fresh cache of its own: the account it signs in is known from the answer only
         app = await self._run(self.engine.app, auth.client_id, target, claims.capabilities)
         kwargs = {"open_url": self._open_url} if self._open_url else {}
         interaction = signin.Interaction(app, auth, ctx, self._executor, **kwargs)
@@ -341,7 +344,7 @@ class BrokerCore:
             ctx.correlation_id, auth.authority, list(auth.requested_scopes), auth.prompt,
             bool(auth.login_hint), auth.decoded_claims, sorted(auth.extra_query),
         )
-        sign_in = signin.SignIn(ctx.correlation_id, ctx.sender)
+        sign_in = signin.SignIn.of(ctx, interaction)
         self._sign_ins.add(sign_in)
         log.info("interactive %s for %s at %s (%s)", ctx.correlation_id, auth.client_id,
                  target.authority, mode)
@@ -361,13 +364,29 @@ class BrokerCore:
         if result.account:
             hid = result.account.home_account_id
             self._hot.keep(SilentKey.of(auth, target.authority, hid), result)
-            # the other capability caches that know the account get the new refresh token
-            await self._run(self.engine.spread_account, claims.capabilities, hid,
+            # the sign-in's cache becomes the account's partition; the account's other
+            # capability partitions get the new refresh token
+            await self._run(self.engine.adopt, app, claims.capabilities, hid,
                             target.environment)
+            self._state.touch(hid)
         log.info("interactive %s: signed in %s", ctx.correlation_id,
                  result.account.username if result.account else "?")
-        await self._persist(force=True)
+        await self._persist(durable=True)  # on disk before the caller has the token
         return result
+
+    def _admit(self, auth: broker1.AuthParameters) -> broker1.AuthParameters:
+        """A token request as served: PoP refused, the routing setting applied."""
+        refuse_pop(auth)
+        return self.route.apply(auth) if self.route is not None else auth
+
+    def caller_left(self, sender: str) -> int:
+        """``sender`` left the bus: cancel its running sign-ins at once; how many."""
+        chosen = [s for s in self._sign_ins if sender and s.sender == sender]
+        for sign_in in chosen:
+            sign_in.cancel()
+        if chosen:
+            log.info("caller %s left: cancelling %d sign-in(s)", sender, len(chosen))
+        return len(chosen)
 
     def cancel_interactive(self, ctx: CallContext) -> int:
         """Cancel the caller's running sign-ins: same correlation id, else same connection.

@@ -6,6 +6,10 @@ that activated us (usually pymsalruntime's ``Peer.Ping``), which the bus may del
 ``RequestName`` reply, is never lost, and losing the bus ends the loop instead of a hidden
 task. Each method call runs as its own task (``on_call``); replies to our own bus calls go to
 their waiters. Nothing here knows Broker1.
+
+Callers can be watched while something runs for them (:meth:`BusEndpoint.watching`, used for
+sign-ins): a match on the bus's ``NameOwnerChanged`` for that unique name, and ``on_gone(name)``
+is called as soon as it leaves the bus (at once if it already has).
 """
 
 from __future__ import annotations
@@ -16,11 +20,19 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from jeepney import Message, MessageFlag, MessageType, new_error, new_method_return
+from jeepney import (
+    HeaderFields,
+    MatchRule,
+    Message,
+    MessageFlag,
+    MessageType,
+    new_error,
+    new_method_return,
+)
 from jeepney.bus_messages import message_bus
 from jeepney.io.asyncio import DBusConnection, open_dbus_connection
 from jeepney.io.common import ReplyMatcher
@@ -39,6 +51,7 @@ ERR_UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
 ERR_UNKNOWN_INTERFACE = "org.freedesktop.DBus.Error.UnknownInterface"
 
 BUS_CALL_TIMEOUT_S = 10.0
+_BUS_NAME = "org.freedesktop.DBus"
 _UID_CACHE_SIZE = 512
 
 
@@ -66,12 +79,15 @@ class BusEndpoint:
         self._conn: DBusConnection | None = None
         self._replies = ReplyMatcher()
         self._uids: OrderedDict[str, int] = OrderedDict()
+        self._pids: OrderedDict[str, int | None] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
         self.receiver: asyncio.Task[None] | None = None
         self._last_activity = time.monotonic()
         #: Set once :meth:`aclose` has disconnected.
         self.closed = asyncio.Event()
         self.unique_name = ""
+        #: Watched unique names: their ``on_gone`` callbacks, one per running watch.
+        self._watches: dict[str, list[Callable[[str], None]]] = {}
 
     @property
     def connected(self) -> bool:
@@ -149,6 +165,9 @@ class BusEndpoint:
                 msg = await self._conn.receive()
                 if self._replies.dispatch(msg):
                     continue
+                if msg.header.message_type is MessageType.signal:
+                    self._on_signal(msg)
+                    continue
                 if msg.header.message_type is MessageType.method_call:
                     self._last_activity = time.monotonic()
                     task = asyncio.create_task(self._on_call(msg))
@@ -162,6 +181,60 @@ class BusEndpoint:
     def _call_finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._last_activity = time.monotonic()
+
+    # -- watching callers --------------------------------------------------------------------
+
+    @staticmethod
+    def _owner_rule(name: str) -> MatchRule:
+        rule = MatchRule(type="signal", sender=_BUS_NAME, interface=_BUS_NAME,
+                         member="NameOwnerChanged", path="/org/freedesktop/DBus")
+        rule.add_arg_condition(0, name)
+        return rule
+
+    @contextlib.asynccontextmanager
+    async def watching(self, name: str, on_gone: Callable[[str], None]) -> AsyncIterator[None]:
+        """While the block runs, ``on_gone(name)`` is called once ``name`` leaves the bus."""
+        callbacks = self._watches.setdefault(name, [])
+        callbacks.append(on_gone)
+        try:
+            if len(callbacks) == 1:
+                await self.call(message_bus.AddMatch(self._owner_rule(name)))
+            # it may have left before the match was in place
+            (present,) = await self.call(message_bus.NameHasOwner(name))
+            if not present:
+                asyncio.get_running_loop().call_soon(self._gone, name)
+        except Exception as exc:  # the call still runs; only the early cancel is lost
+            log.warning("cannot watch %s on the bus (%s)", name, type(exc).__name__)
+        try:
+            yield
+        finally:
+            callbacks.remove(on_gone)
+            if not callbacks:
+                del self._watches[name]
+                if self._conn is not None:
+                    with contextlib.suppress(Exception):
+                        await self.call(message_bus.RemoveMatch(self._owner_rule(name)),
+                                        timeout=2.0)
+
+    def _on_signal(self, msg: Message) -> None:
+        fields = msg.header.fields
+        if fields.get(HeaderFields.member) != "NameOwnerChanged" \
+                or fields.get(HeaderFields.sender) != _BUS_NAME:
+            return
+        body = msg.body
+        if isinstance(body, tuple) and len(body) == 3 and body[2] == "" and body[0] in \
+                self._watches:
+            self._gone(body[0])
+
+    def _gone(self, name: str) -> None:
+        callbacks = self._watches.get(name, [])
+        if callbacks:
+            log.info("%s left the bus", name)
+        for on_gone in list(callbacks):
+            try:
+                on_gone(name)
+            except Exception as exc:
+                log.error("handling %s leaving failed: %s", name, type(exc).__name__)
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -186,6 +259,17 @@ class BusEndpoint:
         else:
             self._uids.move_to_end(sender)
         return int(uid)
+
+    async def pid_of(self, sender: str) -> int | None:
+        """The caller's pid as the bus knows it (cached per unique name), None if unknown."""
+        if sender in self._pids:
+            self._pids.move_to_end(sender)
+            return self._pids[sender]
+        pid = await self.owner_pid(sender)
+        self._pids[sender] = pid
+        if len(self._pids) > _UID_CACHE_SIZE:
+            self._pids.popitem(last=False)
+        return pid
 
     async def send(self, msg: Message) -> None:
         """Send ``msg`` if still connected; a failure is logged, not raised."""

@@ -29,6 +29,7 @@ class CallContext:
     correlation_id: str
     sender: str = ""  # the caller's unique bus name
     uid: int = -1  # from the bus (GetConnectionUnixUser), never from the message
+    pid: int | None = None  # from the bus (GetConnectionUnixProcessID), listed by GetStatus
     #: Shows a device-code prompt to the caller (a signal on broker1.EXTENSION_INTERFACE).
     announce_device_code: Callable[[DeviceCodePrompt], Awaitable[None]] = field(
         default=_no_prompt, repr=False
@@ -41,5 +42,9 @@ class Handler(Protocol):
     async def handle(
         self, method: broker1.AnyMethod, request: broker1.Request, ctx: CallContext
     ) -> broker1.Result: ...
+
+    def caller_left(self, sender: str) -> int:
+        """``sender`` (a unique bus name) left the bus: end its sign-ins; how many there were."""
+        ...
 
     async def aclose(self) -> None: ...

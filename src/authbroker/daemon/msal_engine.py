@@ -1,19 +1,20 @@
-"""The token engine: msal applications over one token cache per client-capability set.
+"""The token engine: msal applications over per-account, per-capability token partitions.
 
 One ``msal.PublicClientApplication`` (broker disabled) per (client id, authority, client
-capabilities). Applications with the same client capabilities share one
-``msal.SerializableTokenCache``; each capability set has its own (``"plain"`` for none,
-``"CP1"`` for CAE), as azure-identity keeps a separate cache for CAE: msal does not record
-capabilities on cached access tokens, so one cache would serve a plain token (no ``xms_cc``)
-to a CAE request and the other way round. Refresh tokens are not capability-bound: when a
-request's cache does not know the account yet, its account, id token and refresh token (never
-an access token) are copied in from another cache, and msal redeems the refresh token with the
-request's capabilities. Refresh tokens rotate (and authorities with reuse detection revoke a
-sign-in when a redeemed one is replayed), so one account's silent calls take turns (a lock per
-account, whatever the cache), and after a refresh or a sign-in the other caches that know the
-account get its new refresh tokens. The broker serializes every cache into the store document
-(``accounts.py``). Every method here blocks (network, msal locks): the broker runs them in a
-thread executor, never on the event loop.
+capabilities); its token cache is a :class:`partitions.RoutingCache` that serves the partition of
+the account being served, so a lookup, a refresh or a removal touches one account's tokens
+(``partitions.py``). Each account has a partition per capability set (``"plain"``, ``"CP1"``
+for CAE): msal does not record capabilities on cached access tokens, so one partition would
+serve a plain token to a CAE request and the other way round. Refresh tokens rotate (and
+authorities with reuse detection revoke a sign-in when a redeemed one is replayed), so one
+account's silent calls take turns (a lock per account), and after a refresh or a sign-in the
+account's other partitions get its new refresh tokens. An interactive sign-in runs on an app of
+its own over a fresh cache (the same HTTP cache, so no second discovery request) that becomes
+the account's partition once the answer names the account (:meth:`TokenEngine.adopt`).
+
+An account's partitions are read from the store on first use (``loader``); which accounts
+changed since their last snapshot is :meth:`TokenEngine.changed`. Every method here blocks
+(network, msal locks): the broker runs them in a thread executor, never on the event loop.
 
 Where a request goes is ``routing.py``; how msal's answers become Broker1 results is
 ``results.py``. Errors leave as ``BrokerStatusError`` whose ``context`` never holds a token.
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msal
@@ -31,27 +32,28 @@ import requests
 
 from authbroker import broker1, entra
 from authbroker.daemon import results
+from authbroker.daemon.partitions import (
+    PLAIN,
+    AccountTokens,
+    Partition,
+    RoutingCache,
+    partition_name,
+    split_by_account,
+)
 from authbroker.daemon.routing import Target, msal_scopes, resolve_authority, split_claims
 from authbroker.errors import BrokerStatusError
 
 log = logging.getLogger(__name__)
 
-PLAIN_CACHE = "plain"
-#: What may be copied between caches of different capabilities (never an access token).
-_SHARED_KINDS = (
-    msal.TokenCache.CredentialType.ACCOUNT,
-    msal.TokenCache.CredentialType.ID_TOKEN,
-    msal.TokenCache.CredentialType.REFRESH_TOKEN,
-)
-
-
-def cache_name(capabilities: tuple[str, ...]) -> str:
-    """The name of the cache for requests with these client capabilities."""
-    return ",".join(capabilities) or PLAIN_CACHE
+PLAIN_CACHE = PLAIN
+cache_name = partition_name
+#: Reads an account's saved partitions (by capability-set name), or None (the store's).
+Loader = Callable[[str], Mapping[str, str] | None]
+AppKey = tuple[str, str, tuple[str, ...]]
 
 
 class TokenEngine:
-    """msal applications over one serializable cache per capability set. Thread-safe; blocks."""
+    """msal applications over per-account partitions. Thread-safe; blocks."""
 
     def __init__(
         self, configured_authority: str | None = None, *, http_client: Any = None
@@ -61,88 +63,122 @@ class TokenEngine:
         msal_log = logging.getLogger("msal")
         if msal_log.getEffectiveLevel() < logging.INFO:
             msal_log.setLevel(logging.INFO)
-        self.caches: dict[str, msal.SerializableTokenCache] = {
-            PLAIN_CACHE: msal.SerializableTokenCache()
-        }
+        self.loader: Loader | None = None
         self._http_client = http_client
-        self._apps: dict[tuple[str, str, tuple[str, ...]], msal.PublicClientApplication] = {}
-        self._http_caches: dict[tuple[str, str, tuple[str, ...]], dict[Any, Any]] = {}
+        self._apps: dict[AppKey, tuple[msal.PublicClientApplication, RoutingCache]] = {}
+        self._http_caches: dict[str, dict[Any, Any]] = {}  # per authority, shared by its apps
+        self._accounts: dict[str, AccountTokens] = {}
+        self._touched: set[str] = set()  # accounts served since their last snapshot
         self._lock = threading.Lock()
-        #: Per account: refresh tokens rotate, so one account's refreshes (in any cache) and
-        #: the copying of its refresh tokens between caches happen one at a time.
+        #: Per account: refresh tokens rotate, so one account's refreshes (in any partition)
+        #: and the copying of its refresh tokens between partitions happen one at a time.
         self._account_locks: dict[str, threading.RLock] = {}
 
-    # -- cache state --------------------------------------------------------------------------
+    # -- account state ------------------------------------------------------------------------
+
+    def account_lock(self, home_account_id: str) -> threading.RLock:
+        with self._lock:
+            return self._account_locks.setdefault(home_account_id, threading.RLock())
+
+    def tokens(self, home_account_id: str) -> AccountTokens:
+        """The account's partitions, read from the store on first use. Hold its lock."""
+        with self._lock:
+            tokens = self._accounts.get(home_account_id)
+        if tokens is not None:
+            return tokens
+        states = self.loader(home_account_id) if self.loader else None
+        try:
+            tokens = AccountTokens(states)
+        except ValueError:
+            log.error("account %s: its saved token cache is unreadable; it signs in again",
+                      home_account_id)
+            tokens = AccountTokens()
+        with self._lock:
+            return self._accounts.setdefault(home_account_id, tokens)
+
+    def partition(self, home_account_id: str, capabilities: tuple[str, ...] = ()) -> Partition:
+        """The account's partition for these capabilities (tests look inside)."""
+        with self.account_lock(home_account_id):
+            return self.tokens(home_account_id).get(capabilities)
 
     @property
-    def cache(self) -> msal.SerializableTokenCache:
-        """The cache of requests without client capabilities."""
-        return self.caches[PLAIN_CACHE]
-
-    def cache_for(self, capabilities: tuple[str, ...]) -> msal.SerializableTokenCache:
-        name = cache_name(capabilities)
+    def loaded_accounts(self) -> int:
+        """How many accounts' partitions are in memory (read from the store or new)."""
         with self._lock:
-            return self.caches.setdefault(name, msal.SerializableTokenCache())
+            return len(self._accounts)
+
+    def changed(self) -> list[str]:
+        """Accounts whose partitions changed since their last :meth:`snapshot` (only the
+        accounts served since then are looked at, not every account)."""
+        with self._lock:
+            return [hid for hid in self._touched if self._accounts[hid].has_changed]
+
+    def _touch(self, home_account_id: str) -> None:
+        with self._lock:
+            if home_account_id in self._accounts:
+                self._touched.add(home_account_id)
+
+    def snapshot(self, home_account_id: str) -> dict[str, str] | None:
+        """The account's partitions as saved (None: never loaded, nothing to write)."""
+        with self.account_lock(home_account_id):
+            with self._lock:
+                tokens = self._accounts.get(home_account_id)
+                self._touched.discard(home_account_id)
+            return None if tokens is None else tokens.snapshot()
 
     def load_caches(self, states: Mapping[str, Any]) -> None:
-        """Restore the caches by name; ValueError names an unreadable one (the rest load)."""
+        """Whole-store caches by capability-set name (the single-file store's document,
+        version 2) split into per-account partitions; ValueError names an unreadable one."""
         bad = []
         for name, state in states.items():
             if not isinstance(state, str) or not state:
                 continue
-            cache = msal.SerializableTokenCache()
             try:
-                cache.deserialize(state)
+                parts = split_by_account(state)
             except ValueError:
                 bad.append(name)
                 continue
-            with self._lock:
-                self.caches[name] = cache
+            for hid, part in parts.items():
+                with self.account_lock(hid):
+                    tokens = self.tokens(hid)
+                    tokens.partitions[name] = part
+                    tokens.changed = True
+                    self._touch(hid)
         if bad:
             raise ValueError(f"unreadable token cache(s): {', '.join(bad)}")
 
     def load_legacy_cache(self, state: str | None) -> int:
-        """A single cache of the old store format becomes the plain cache, minus its access
+        """A version-1 document's single cache becomes the plain partitions, minus its access
         tokens (some may be CAE ones: they cannot be told apart). Returns how many were dropped.
         """
         if not state:
             return 0
-        self.cache.deserialize(state)
+        self.load_caches({PLAIN: state})
         kind = msal.TokenCache.CredentialType.ACCESS_TOKEN
-        dropped = list(self.cache.search(kind))
-        for entry in dropped:
-            self.cache.remove_at(entry)
-        return len(dropped)
-
-    @property
-    def has_state_changed(self) -> bool:
+        dropped = 0
         with self._lock:
-            caches = list(self.caches.values())
-        return any(c.has_state_changed for c in caches)
-
-    def serialize_caches(self) -> dict[str, str]:
-        with self._lock:
-            return {name: cache.serialize() for name, cache in self.caches.items()}
+            accounts = list(self._accounts.values())
+        for tokens in accounts:
+            plain = tokens.get(())
+            for entry in list(plain.search(kind)):
+                plain.remove_at(entry)
+                dropped += 1
+        return dropped
 
     # -- applications -------------------------------------------------------------------------
 
     def target(self, auth: broker1.AuthParameters) -> Target:
         return resolve_authority(auth.authority, self.configured_authority)
 
-    def app(
-        self, client_id: str, target: Target, capabilities: tuple[str, ...] = ()
-    ) -> msal.PublicClientApplication:
-        key = (client_id, target.authority, capabilities)
+    def _build(self, client_id: str, target: Target, capabilities: tuple[str, ...],
+               cache: Any) -> msal.PublicClientApplication:
         with self._lock:
-            app = self._apps.get(key)
-        if app is not None:
-            return app
-        http_cache: dict[Any, Any] = {}
+            http_cache = self._http_caches.setdefault(target.authority, {})
         try:
-            app = msal.PublicClientApplication(
+            return msal.PublicClientApplication(
                 client_id,
                 authority=target.authority,
-                token_cache=self.cache_for(capabilities),
+                token_cache=cache,
                 instance_discovery=target.instance_discovery,
                 client_capabilities=list(capabilities) or None,
                 http_client=self._http_client,
@@ -151,10 +187,37 @@ class TokenEngine:
         except (requests.exceptions.RequestException, ValueError) as exc:
             log.warning("authority %s unreachable: %s", target.authority, type(exc).__name__)
             raise results.unreachable(exc, target.authority, "engine.app") from None
+
+    def routed_app(
+        self, client_id: str, target: Target, capabilities: tuple[str, ...] = ()
+    ) -> tuple[msal.PublicClientApplication, RoutingCache]:
+        """The app for silent calls and the routing cache it sees its tokens through."""
+        key = (client_id, target.authority, capabilities)
         with self._lock:
-            app = self._apps.setdefault(key, app)
-            self._http_caches.setdefault(key, http_cache)
-        return app
+            found = self._apps.get(key)
+        if found is not None:
+            return found
+        router = RoutingCache()
+        app = self._build(client_id, target, capabilities, router)
+        with self._lock:
+            return self._apps.setdefault(key, (app, router))
+
+    def app(
+        self, client_id: str, target: Target, capabilities: tuple[str, ...] = ()
+    ) -> msal.PublicClientApplication:
+        """An app for one interactive sign-in, over a fresh cache of its own (see adopt)."""
+        self.routed_app(client_id, target, capabilities)  # discovery once, cached per authority
+        return self._build(client_id, target, capabilities, msal.SerializableTokenCache())
+
+    def adopt(self, app: msal.PublicClientApplication, capabilities: tuple[str, ...],
+              home_account_id: str, environment: str) -> None:
+        """A finished sign-in's cache becomes the account's partition for ``capabilities``;
+        the account's other partitions get its new refresh token."""
+        with self.account_lock(home_account_id):
+            tokens = self.tokens(home_account_id)
+            tokens.adopt(app.token_cache, capabilities)
+            tokens.spread(capabilities, environment)
+            self._touch(home_account_id)
 
     def forget_http_cache(self) -> None:
         """Drop msal's memoised HTTP answers (it replays a 400 for 60 s) so a retry retries."""
@@ -162,40 +225,33 @@ class TokenEngine:
             for cache in self._http_caches.values():
                 cache.clear()
 
-    def msal_account(
-        self, app: msal.PublicClientApplication, home_account_id: str
-    ) -> dict[str, Any] | None:
-        return next(
-            (a for a in app.get_accounts() if a.get("home_account_id") == home_account_id), None
-        )
-
     # -- silent -------------------------------------------------------------------------------
-
-    def account_lock(self, home_account_id: str) -> threading.RLock:
-        with self._lock:
-            return self._account_locks.setdefault(home_account_id, threading.RLock())
 
     def acquire_silent(self, auth: broker1.AuthParameters,
                        home_account_id: str) -> broker1.TokenResult:
         """A cached access token or a refresh through msal; status 2 if neither."""
         target = self.target(auth)
         claims = split_claims(auth.decoded_claims)
-        app = self.app(auth.client_id, target, claims.capabilities)
+        app, router = self.routed_app(auth.client_id, target, claims.capabilities)
         with self.account_lock(home_account_id):
-            result = self._silent(app, auth, claims, target, home_account_id)
-            if "access_token" in result and result.get("token_source") != "cache":  # rotated
-                self.spread_account(claims.capabilities, home_account_id, target.environment)
-        return self.token_result(result, auth.requested_scopes, app, target, home_account_id)
+            tokens = self.tokens(home_account_id)
+            self._touch(home_account_id)  # whatever happens below (msal may drop an RT)
+            with router.serving(tokens.get(claims.capabilities)):
+                result = self._silent(app, auth, claims, target, tokens, home_account_id)
+                if "access_token" in result and result.get("token_source") != "cache":
+                    tokens.spread(claims.capabilities, target.environment)  # rotated
+                return self.token_result(result, auth.requested_scopes, app, target,
+                                         home_account_id)
 
     def _silent(
         self, app: msal.PublicClientApplication, auth: broker1.AuthParameters,
-        claims: entra.Claims, target: Target, home_account_id: str,
+        claims: entra.Claims, target: Target, tokens: AccountTokens, home_account_id: str,
     ) -> dict[str, Any]:
-        account = self.msal_account(app, home_account_id)
-        if account is None and self._share_account(
-            claims.capabilities, home_account_id, target.environment
-        ):
-            account = self.msal_account(app, home_account_id)
+        account = _msal_account(app, home_account_id)
+        if account is None and tokens.share(claims.capabilities, target.environment):
+            log.info("account %s: refresh token shared with the %s partition",
+                     home_account_id, partition_name(claims.capabilities))
+            account = _msal_account(app, home_account_id)
         if account is None:
             raise BrokerStatusError(
                 broker1.Status.INTERACTION_REQUIRED,
@@ -221,12 +277,11 @@ class TokenEngine:
         if not result:
             raise BrokerStatusError(
                 broker1.Status.INTERACTION_REQUIRED,
-                f"no refresh token for client {auth.client_id} and this account; sign in",
+                f"no refresh token for client {auth.client_id} and this account: this app "
+                f"needs its own sign-in (authbroker login --client-id {auth.client_id})",
                 tag="engine.silent.no_rt",
             )
         return dict(result)
-
-    # -- results and sharing ------------------------------------------------------------------
 
     def token_result(self, result: Mapping[str, Any], *context: Any) -> broker1.TokenResult:
         """:func:`results.token_result` (same arguments), forgetting msal's memoised HTTP
@@ -235,87 +290,24 @@ class TokenEngine:
             self.forget_http_cache()
         return results.token_result(result, *context)
 
-    @staticmethod
-    def _copy_account(
-        source: msal.SerializableTokenCache, target: msal.SerializableTokenCache,
-        query: dict[str, str],
-    ) -> int:
-        """Make ``target``'s refresh tokens of an account ``source``'s (a replaced refresh
-        token must never be replayed), and copy its account and id tokens. Never an access
-        token. Returns how many entries were copied."""
-        refresh = msal.TokenCache.CredentialType.REFRESH_TOKEN
-        for entry in list(target.search(refresh, query=query)):
-            target.remove_rt(entry)
-        copied = 0
-        for kind in _SHARED_KINDS:
-            for entry in list(source.search(kind, query=query)):
-                target.modify(kind, entry, entry)
-                copied += 1
-        metadata = msal.TokenCache.CredentialType.APP_METADATA
-        for meta in list(source.search(metadata, query={"environment": query["environment"]})):
-            target.modify(metadata, meta, meta)
-        return copied
-
-    def _other_caches(self, capabilities: tuple[str, ...]) -> list[msal.SerializableTokenCache]:
-        with self._lock:
-            return [c for n, c in self.caches.items() if n != cache_name(capabilities)]
-
-    def _share_account(
-        self, capabilities: tuple[str, ...], home_account_id: str, environment: str
-    ) -> bool:
-        """Bring an account the cache for ``capabilities`` does not know in from another cache
-        (its refresh tokens, account and id tokens); whether there was one to bring."""
-        query = {"home_account_id": home_account_id, "environment": environment}
-        refresh = msal.TokenCache.CredentialType.REFRESH_TOKEN
-        with self.account_lock(home_account_id):
-            for source in self._other_caches(capabilities):
-                if any(True for _ in source.search(refresh, query=query)):
-                    self._copy_account(source, self.cache_for(capabilities), query)
-                    log.info("account %s: refresh token shared with the %s cache",
-                             home_account_id, cache_name(capabilities))
-                    return True
-        return False
-
-    def spread_account(
-        self, capabilities: tuple[str, ...], home_account_id: str, environment: str
-    ) -> None:
-        """After a refresh or a sign-in in the cache for ``capabilities``: the other caches
-        that know the account get its current refresh tokens (they rotate)."""
-        query = {"home_account_id": home_account_id, "environment": environment}
-        refresh = msal.TokenCache.CredentialType.REFRESH_TOKEN
-        source = self.cache_for(capabilities)
-        with self.account_lock(home_account_id):
-            if not any(True for _ in source.search(refresh, query=query)):
-                return
-            for other in self._other_caches(capabilities):
-                if any(True for _ in other.search(refresh, query=query)):
-                    self._copy_account(source, other, query)
-
     # -- accounts -----------------------------------------------------------------------------
 
     def remove_account(self, home_account_id: str) -> int:
-        """Forget an account's refresh, access and id tokens in every cache; returns the count."""
-        with self._lock:
-            caches = list(self.caches.values())
-        removed = 0
-        for cache in caches:
-            kinds = [
-                (msal.TokenCache.CredentialType.REFRESH_TOKEN, cache.remove_rt),
-                (msal.TokenCache.CredentialType.ACCESS_TOKEN, cache.remove_at),
-                (msal.TokenCache.CredentialType.ID_TOKEN, cache.remove_idt),
-                (msal.TokenCache.CredentialType.ACCOUNT, cache.remove_account),
-            ]
-            query = {"home_account_id": home_account_id}
-            for kind, remove in kinds:
-                for entry in list(cache.search(kind, query=query)):
-                    remove(entry)
-                    removed += 1
-        return removed
+        """Forget the account's partitions (its tokens only); returns how many entries."""
+        with self.account_lock(home_account_id):
+            removed = self.tokens(home_account_id).clear()
+            self._touch(home_account_id)
+            return removed
 
     def has_refresh_token(self, home_account_id: str) -> bool:
-        """Whether any cache holds a refresh token of the account."""
-        query = {"home_account_id": home_account_id}
-        kind = msal.TokenCache.CredentialType.REFRESH_TOKEN
-        with self._lock:
-            caches = list(self.caches.values())
-        return any(any(True for _ in c.search(kind, query=query)) for c in caches)
+        """Whether any of the account's partitions holds a refresh token."""
+        with self.account_lock(home_account_id):
+            return self.tokens(home_account_id).has_refresh_token()
+
+
+def _msal_account(app: msal.PublicClientApplication,
+                  home_account_id: str) -> dict[str, Any] | None:
+    """The account as msal knows it in the partition being served (a handful of entries)."""
+    return next(
+        (a for a in app.get_accounts() if a.get("home_account_id") == home_account_id), None
+    )

@@ -15,8 +15,8 @@ from typing import Any
 import msal
 import requests
 
-from authbroker import broker1, config, entra
-from authbroker.daemon.routing import Target
+from authbroker import broker1, entra
+from authbroker.daemon.routing import Target, unreachable_hint
 from authbroker.errors import BrokerStatusError
 
 # msal raises RedirectUriError when a broker's error text names these codes; the redirect URI
@@ -43,10 +43,7 @@ def error_from_result(result: Mapping[str, Any], site: str) -> BrokerStatusError
 
 def unreachable(exc: BaseException, authority: str, site: str) -> BrokerStatusError:
     """An authority that cannot be reached, with a doctor-style hint naming the setting."""
-    hint = (
-        f"check that it is running, or set {config.AUTHORITY} (or `authority` in the config "
-        "file) to the authority's URL with its port, e.g. https://127.0.0.1:8443"
-    )
+    hint = unreachable_hint(authority)  # names the setting that would fix it
     if isinstance(exc, requests.exceptions.SSLError):
         what, status = "its TLS certificate is not trusted", broker1.Status.NO_NETWORK
         hint = "point REQUESTS_CA_BUNDLE at a bundle that includes the authority's CA"

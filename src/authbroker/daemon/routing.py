@@ -6,6 +6,17 @@ authority (``AUTHBROKER_AUTHORITY`` / ``authority`` in the config file), with in
 off and the request's tenant path segment kept. Other authorities go as given; instance
 discovery stays on only for Microsoft's own hosts.
 
+The routing setting (``AUTHBROKER_ROUTE_PUBLIC_CLOUD=1`` / ``route_public_cloud = true``, off by
+default) is the emulator case: a request naming one of Microsoft's public-cloud hosts
+(:data:`PUBLIC_CLOUD_HOSTS`) is rewritten to the private authority, its tenant path segment
+kept (:class:`PublicCloudRoute`, applied by the broker to the request before anything else
+reads it). Off, nothing meant for Microsoft is ever redirected; on without a private authority
+is a configuration error naming both settings. An authority that cannot be reached is named
+with the setting that would fix it (:func:`unreachable_hint`).
+
+A request with ``popParams`` is refused (:func:`refuse_pop`) until PoP is implemented: never
+a bearer token in place of a PoP one.
+
 A request's ``decodedClaims`` split into client capabilities (``xms_cc``: which msal app and
 cache serve it) and a real claims challenge (:func:`authbroker.entra.split_claims`); claims that
 are not JSON are the caller's mistake, answered with status 6 from here, the one place.
@@ -13,17 +24,28 @@ are not JSON are the caller's mistake, answered with status 6 from here, the one
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from msal.authority import WELL_KNOWN_AUTHORITY_HOSTS
 
-from authbroker import broker1, entra
-from authbroker.errors import BrokerStatusError
+from authbroker import broker1, config, entra
+from authbroker.errors import BrokerStatusError, ConfigurationError
 
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 DEFAULT_TENANT = "organizations"
+#: Microsoft's public-cloud sign-in hosts (msal's well-known hosts minus the national clouds):
+#: what the routing setting sends to the private authority.
+PUBLIC_CLOUD_HOSTS = frozenset({
+    "login.microsoftonline.com", "login.windows.net", "login.microsoft.com", "sts.windows.net",
+})
+assert PUBLIC_CLOUD_HOSTS <= WELL_KNOWN_AUTHORITY_HOSTS
+#: The routing setting as a hint spells it.
+ROUTING_SETTING = (
+    f"{config.ROUTE_PUBLIC_CLOUD}=1 (or `route_public_cloud = true` in the config file)"
+)
 #: msal adds these itself and refuses them in a request.
 RESERVED_SCOPES = frozenset({"openid", "profile", "offline_access"})
 #: Keys of additionalQueryParametersForAuthorization meant for the client library, not the IdP.
@@ -77,6 +99,76 @@ def resolve_authority(requested: str, configured: str | None) -> Target:
     host, netloc, port, tenant = _split_authority(requested)
     discovery = host in WELL_KNOWN_AUTHORITY_HOSTS
     return Target(f"https://{netloc}/{tenant or DEFAULT_TENANT}", discovery)
+
+
+@dataclass(frozen=True)
+class PublicCloudRoute:
+    """The routing setting when on: public-cloud requests go to ``private`` instead."""
+
+    private: str  # the configured private authority, https://host[:port][/tenant]
+
+    @classmethod
+    def of(cls, private: str | None, enabled: bool) -> PublicCloudRoute | None:
+        """The route the settings ask for (None when off); ConfigurationError when on without
+        a private authority, naming both settings."""
+        if not enabled:
+            return None
+        if not private or urlsplit(private.strip()).scheme != "https":
+            raise ConfigurationError(
+                f"{config.ROUTE_PUBLIC_CLOUD} is on but no private authority is configured "
+                f"({config.AUTHORITY} is {'unset' if not private else repr(private)})",
+                hint=f"set {config.AUTHORITY} (or `authority` in the config file) to your "
+                f"private authority's https URL, or turn {config.ROUTE_PUBLIC_CLOUD} off",
+            )
+        return cls(private.strip())
+
+    def apply(self, auth: broker1.AuthParameters) -> broker1.AuthParameters:
+        """``auth`` with a public-cloud authority replaced by the private one (tenant kept)."""
+        authority = route_public_cloud(auth.authority, self.private)
+        return auth if authority == auth.authority else dataclasses.replace(
+            auth, authority=authority)
+
+
+@functools.lru_cache(maxsize=256)
+def route_public_cloud(requested: str, private: str) -> str:
+    """``requested`` on the private authority if it names a public-cloud host, else as is."""
+    parts = urlsplit(requested.strip())
+    if parts.scheme != "https" or (parts.hostname or "").lower() not in PUBLIC_CLOUD_HOSTS:
+        return requested
+    _host, netloc, _port, private_tenant = _split_authority(private)
+    tenant = parts.path.strip("/").split("/")[0]
+    return f"https://{netloc}/{tenant or private_tenant or DEFAULT_TENANT}"
+
+
+def unreachable_hint(authority: str) -> str:
+    """What to do about an authority that cannot be reached: the setting that sends it
+    elsewhere (a public-cloud host: the routing setting), else the private authority's."""
+    host = (urlsplit(authority).hostname or "").lower()
+    if host in PUBLIC_CLOUD_HOSTS:
+        return (
+            f"this request is for Microsoft's {host}: check the network, or set "
+            f"{ROUTING_SETTING} to send it to your private authority ({config.AUTHORITY})"
+        )
+    return (
+        f"check that it is running, or set {config.AUTHORITY} (or `authority` in the config "
+        "file) to the authority's URL with its port, e.g. https://127.0.0.1:8443"
+    )
+
+
+def refuse_pop(auth: broker1.AuthParameters) -> None:
+    """A PoP request (``popParams``) is a clear failure, never answered with a bearer token.
+
+    Status 0 (Unexpected), as for the methods not supported yet: pymsalruntime reports it as a
+    plain ``broker_error``; 2 or 13 would send msal into an interactive sign-in that could only
+    fail the same way.
+    """
+    if auth.pop_params is not None:
+        raise BrokerStatusError(
+            broker1.Status.UNEXPECTED,
+            "Proof-of-Possession (PoP) tokens are not supported by authbroker yet; ask for a "
+            "bearer token (a request without popParams)",
+            tag="engine.pop",
+        )
 
 
 def split_claims(decoded: str) -> entra.Claims:

@@ -9,6 +9,11 @@ signature its row declares, ``broker1.parse_request``, ``Handler.handle``, the r
 outcome (a result, a ``BrokerStatusError``, a malformed request, a wrong D-Bus signature, a
 bug) becomes a JSON reply: a call is never left unanswered and the daemon does not crash.
 
+A sign-in's caller is watched while its call runs (``BusEndpoint.watching``): when it leaves
+the bus, ``Handler.caller_left`` ends its sign-ins at once instead of at their timeout. Each
+caller's pid, asked of the bus once per connection, goes in the call's context (``authbroker
+status`` lists sign-ins and recent callers with it).
+
 The access log: one line per answered call on the logger ``authbroker.config.ACCESS_LOGGER``
 (``"authbroker.daemon.access"``, a documented contract the demo and the tests read): the
 method, a sanitised correlation id, the outcome and the duration, never a request or response
@@ -272,11 +277,17 @@ class BrokerService:
             raise BrokerStatusError(broker1.Status.API_CONTRACT_VIOLATION,
                                     f"malformed {method.value} request: {exc}",
                                     tag="service.parse") from None
+        signs_in = method is broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY and bool(sender)
         ctx = CallContext(  # the handler logs the id: give it the log-safe form
             correlation_id=safe_id(correlation_id), sender=sender, uid=uid,
+            pid=await self.endpoint.pid_of(sender) if sender else None,
             announce_device_code=partial(self._announce, sender, correlation_id),
         )
-        result = await self.handler.handle(method, request, ctx)
+        if signs_in:
+            async with self.endpoint.watching(sender, self._caller_left):
+                result = await self.handler.handle(method, request, ctx)
+        else:
+            result = await self.handler.handle(method, request, ctx)
         return self._encoded.get(result, lambda r: broker1.encode(r.to_wire()))
 
     async def _caller_uid(self, sender: str) -> int:
@@ -294,6 +305,10 @@ class BrokerService:
                 f"this broker serves uid {self.expected_uid} only; the caller runs as uid {uid}",
                 tag="service.foreign-uid"), outcome=f"refused foreign uid {uid}")
         return uid
+
+    def _caller_left(self, sender: str) -> None:
+        cancelled = self.handler.caller_left(sender)
+        log.info("caller %s left the bus: %d sign-in(s) cancelled", sender, cancelled)
 
     async def _announce(self, destination: str, correlation_id: str,
                         prompt: broker1.DeviceCodePrompt) -> None:

@@ -2,12 +2,12 @@
 
 The browser flow is msal's authorization-code flow driven by hand so it can be cancelled:
 ``initiate_auth_code_flow`` (PKCE, nonce, ``response_mode=form_post``), our own aiohttp listener
-on 127.0.0.1 as the ``http://localhost:PORT`` redirect, the URL opened with ``webbrowser``
-(which honours ``$BROWSER``), then ``acquire_token_by_auth_code_flow``. The device-code flow
-polls with msal one request at a time, sleeping on the event loop in between. Either way a
-:class:`SignIn` races the flow against cancellation and a deadline, and the listener closes
-whatever happens. Blocking msal calls run in the given executor. The desktop notification of a
-device code is ``notify.py``'s.
+on 127.0.0.1 as the ``http://localhost:PORT`` redirect (``loopback.py``), the URL opened with
+``webbrowser`` (which honours ``$BROWSER``), then ``acquire_token_by_auth_code_flow``. The
+device-code flow polls with msal one request at a time, sleeping on the event loop in between.
+Either way a :class:`SignIn` races the flow against cancellation and a deadline, and the
+listener closes whatever happens. Blocking msal calls run in the given executor. The desktop
+notification of a device code is ``notify.py``'s.
 
 A browser "can open" when ``$BROWSER`` is set, or ``DISPLAY``/``WAYLAND_DISPLAY`` is set and
 ``webbrowser`` finds one. ``AUTHBROKER_UI=browser|device-code`` forces one flow.
@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import time
 import webbrowser
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import msal
@@ -32,13 +31,11 @@ import msal
 from authbroker import broker1, config
 from authbroker.broker1 import DeviceCodePrompt
 from authbroker.daemon.handler import CallContext
+from authbroker.daemon.loopback import LoopbackListener
 from authbroker.daemon.notify import notify_quietly
 from authbroker.daemon.results import error_from_result
 from authbroker.daemon.routing import authority_query, msal_scopes, split_claims
 from authbroker.errors import BrokerStatusError, ConfigurationError
-
-if TYPE_CHECKING:
-    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +46,6 @@ DEFAULT_TIMEOUT_S = 240.0
 ANNOUNCE_TIMEOUT_S = 5.0
 CLEANUP_TIMEOUT_S = 2.0
 _PENDING = frozenset({"authorization_pending", "slow_down"})
-_DONE_PAGE = (
-    "<!doctype html><html><head><meta charset=utf-8><title>authbroker</title></head>"
-    "<body><h1>{title}</h1><p>{text}</p></body></html>"
-)
 
 T = TypeVar("T")
 
@@ -107,12 +100,39 @@ def choose_mode(forced: str | None) -> str:
 
 
 class SignIn:
-    """One running interactive sign-in; ``cancel()`` makes it end with status 7."""
+    """One running interactive sign-in; ``cancel()`` makes it end with status 7.
 
-    def __init__(self, correlation_id: str, sender: str) -> None:
+    It knows who asked (bus name, pid, client id) and, once the device-code flow has one, its
+    prompt, so that ``authbroker status`` can show a person the code the caller may not.
+    """
+
+    def __init__(self, correlation_id: str, sender: str, *, pid: int | None = None,
+                 interaction: Interaction | None = None) -> None:
         self.correlation_id = correlation_id
         self.sender = sender
+        self.pid = pid
+        self.interaction = interaction
+        self.started = time.time()
         self._cancelled = asyncio.Event()
+
+    @classmethod
+    def of(cls, ctx: CallContext, interaction: Interaction) -> SignIn:
+        return cls(ctx.correlation_id, ctx.sender, pid=ctx.pid, interaction=interaction)
+
+    @property
+    def client_id(self) -> str:
+        return self.interaction.auth.client_id if self.interaction else ""
+
+    @property
+    def prompt(self) -> DeviceCodePrompt | None:
+        """The device code the person must enter, while the device-code flow waits for it."""
+        return self.interaction.prompt if self.interaction else None
+
+    def status(self) -> broker1.SignInStatus:
+        return broker1.SignInStatus(
+            correlation_id=self.correlation_id, client_id=self.client_id, sender=self.sender,
+            pid=self.pid, started_on=self.started, device_code=self.prompt,
+        )
 
     def cancel(self) -> None:
         self._cancelled.set()
@@ -128,9 +148,10 @@ class SignIn:
             if task in done:
                 return task.result()
         finally:
-            for pending in (task, cancel):
-                pending.cancel()
-                _keep_until_done(pending)
+            task.cancel()
+            cancel.cancel()
+            _keep_until_done(task)
+            _keep_until_done(cancel)
             # The answer must not wait on a flow that ignores its cancellation (a library
             # that swallows CancelledError): it gets a bounded grace period, then is left.
             _, stuck = await asyncio.wait({task, cancel}, timeout=CLEANUP_TIMEOUT_S)
@@ -147,57 +168,6 @@ class SignIn:
             f"the sign-in did not finish within {timeout:.0f} s; try again",
             tag="ui.timeout",
         )
-
-
-class LoopbackListener:
-    """Receives the authorization response on http://localhost:PORT (bound to 127.0.0.1)."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self.state = ""
-        self._response: asyncio.Future[dict[str, str]] = (
-            asyncio.get_running_loop().create_future()
-        )
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        from aiohttp import web  # only needed while someone signs in: keeps idle memory low
-
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        await web.SockSite(self._runner, sock).start()
-
-    async def _handle(self, request: web.Request) -> web.Response:
-        from aiohttp import web
-
-        params: dict[str, str] = dict(request.query)
-        if request.method == "POST":
-            params.update({k: str(v) for k, v in (await request.post()).items()})
-        if params.get("state") != self.state or not ("code" in params or "error" in params):
-            return web.Response(status=404, text="not found")
-        if not self._response.done():
-            self._response.set_result(params)
-        ok = "code" in params
-        page = _DONE_PAGE.format(
-            title="Signed in" if ok else "Sign-in failed",
-            text="You can close this window and return to your application."
-            if ok
-            else "Return to your application for details.",
-        )
-        return web.Response(text=page, content_type="text/html")
-
-    async def response(self) -> dict[str, str]:
-        return await self._response
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
 
 class Interaction:
@@ -221,6 +191,8 @@ class Interaction:
         self.claims = split_claims(auth.decoded_claims)
         self.query = authority_query(auth)
         self.login_hint = auth.login_hint or (auth.account.username if auth.account else "")
+        #: The device-code prompt, once the device-code flow has one.
+        self.prompt: DeviceCodePrompt | None = None
 
     async def _run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -307,6 +279,7 @@ class Interaction:
             expires_on=float(flow.get("expires_at") or time.time() + 900),
         )
         log.warning("sign-in %s: %s", self.ctx.correlation_id, prompt.message)
+        self.prompt = prompt
         await self._announce(prompt)
         while True:
             _raise_if_cancelled()

@@ -1,4 +1,8 @@
-"""The daemon's encrypted store: one JSON document (accounts, msal's cache, default account).
+"""The single-file store (format 1): one encrypted JSON document, read once to be converted.
+
+The daemon keeps its state in the record store (``records.py``, one row per account, through
+``persistence.AccountStore``) since document version 3; a file of this format found at the
+store's path is read with :class:`Store` and converted. Writing it stays for tests and tools.
 
 File layout (format version 1), all integers big-endian::
 
@@ -93,12 +97,18 @@ def _decode_v1(data: bytes, keys: list[bytes]) -> Document:
 _READERS: dict[int, Callable[[bytes, list[bytes]], Document]] = {1: _decode_v1}
 
 
-def decrypt_document(data: bytes, keys: list[bytes]) -> Document:
+def read_header(data: bytes) -> tuple[int, bytes]:
+    """A store file's format version and key id, from its header only (nothing decrypted)."""
     if len(data) < _HEADER.size + _TAG_BYTES:
         raise StoreFormatError(f"truncated ({len(data)} bytes)")
-    magic, version, _kid, _nonce = _HEADER.unpack(data[: _HEADER.size])
+    magic, version, kid, _nonce = _HEADER.unpack(data[: _HEADER.size])
     if magic != MAGIC:
         raise StoreFormatError("not an authbroker store (bad magic)")
+    return version, kid
+
+
+def decrypt_document(data: bytes, keys: list[bytes]) -> Document:
+    version, _kid = read_header(data)
     reader = _READERS.get(version)
     if reader is None:
         raise StoreFormatError(f"unsupported format version {version}")

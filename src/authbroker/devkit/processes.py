@@ -283,7 +283,8 @@ def daemon_env(work: Path, authority: AuthorityProcess | None = None, *,
                overrides: Mapping[str, str | None] | None = None) -> dict[str, str]:
     """The environment for a daemon: ``bus.env`` (else ``os.environ``) with its config and
     state under ``work``, the plugin's backend choice removed, signing in at ``authority``
-    (trusting its CA) with the scripted user agent (``browser``, default: logging to
+    (trusting its CA; the routing setting on, so that requests naming Microsoft's public-cloud
+    hosts go there too) with the scripted user agent (``browser``, default: logging to
     ``work/useragent.log``), ``ui`` as its sign-in UI if given; ``overrides`` last (``None``
     removes a variable)."""
     env = dict(bus.env if bus is not None else os.environ)
@@ -293,6 +294,7 @@ def daemon_env(work: Path, authority: AuthorityProcess | None = None, *,
     if authority is not None:
         env.update(authority.trust_env())
         env[config.AUTHORITY] = authority.authority
+        env[config.ROUTE_PUBLIC_CLOUD] = "1"  # a private daemon: Microsoft's hosts go there too
     if ui is not None:
         env[config.UI] = ui
     _apply(env, overrides or {})

@@ -27,6 +27,15 @@ class Kind(StrEnum):
     FAILED = "failed"  # the broker or authority said no
 
 
+#: Why a backend cannot be used here and what makes it usable (None: it may be used).
+Unusable = tuple[str, str] | None
+
+
+def reason_text(unusable: Unusable) -> str | None:
+    """``(why, fix)`` as one line for errors and logs: "why: fix"."""
+    return f"{unusable[0]}: {unusable[1]}" if unusable else None
+
+
 class BackendError(AuthBrokerError):
     """A backend failure. ``str()`` is safe to show: it never contains a secret."""
 

@@ -1,7 +1,10 @@
 """The ``browser`` backend: msal's own loopback authorization-code flow (no broker at all).
 
 Always available where a browser can be opened. It has no "default broker account" and cannot
-do PoP; both are reported as such instead of being quietly changed into something else.
+do PoP; both are reported as such instead of being quietly changed into something else. As
+azure-identity's ``InteractiveBrowserCredential`` does, a sign-in first builds msal's app, whose
+authority requests (openid-configuration, instance discovery) go through the credential's
+pipeline, and only then finds out whether a browser can be opened (``Kind.UNAVAILABLE`` if not).
 """
 
 from __future__ import annotations
@@ -9,7 +12,14 @@ from __future__ import annotations
 import webbrowser
 
 from authbroker.broker1 import Account
-from authbroker.plugin.backends.base import BackendError, Kind, Token, TokenQuery
+from authbroker.plugin.backends.base import (
+    BackendError,
+    Kind,
+    Token,
+    TokenQuery,
+    Unusable,
+    reason_text,
+)
 from authbroker.plugin.backends.msal_apps import (
     MsalApps,
     MsalSettings,
@@ -21,13 +31,17 @@ from authbroker.plugin.backends.msal_apps import (
 NAME = "browser"
 
 
-def unavailable_reason() -> str | None:
-    """Why this backend cannot work here, or None."""
+def why_unavailable() -> Unusable:
+    """Why no browser can be opened here (and the fix), or None."""
     try:
         webbrowser.get()
     except webbrowser.Error:
-        return "no web browser can be opened (set $BROWSER)"
+        return "no web browser can be opened", "set $BROWSER to a browser command"
     return None
+
+
+def unavailable_reason() -> str | None:
+    return reason_text(why_unavailable())
 
 
 class BrowserBackend:
@@ -57,7 +71,10 @@ class BrowserBackend:
                 "Proof-of-Possession tokens need a broker; the browser backend can only issue "
                 "bearer tokens",
             )
-        app = self._apps.get(query)
+        app = self._apps.get(query)  # the authority requests, through the credential's pipeline
+        reason = unavailable_reason()
+        if reason:  # msal would wait for a person to open its URL by hand until the timeout
+            raise BackendError(Kind.UNAVAILABLE, reason)
         try:
             result = app.acquire_token_interactive(
                 list(query.scopes),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -19,7 +20,15 @@ from urllib.parse import urlparse
 from authbroker import broker1, entra
 from authbroker.broker1 import Account, AuthParameters, PopParams, Status, TokenResult
 from authbroker.errors import AuthBrokerError, BrokerStatusError, BrokerUnavailableError
-from authbroker.plugin.backends.base import BackendError, Kind, Token, TokenQuery, account_of
+from authbroker.plugin.backends.base import (
+    BackendError,
+    Kind,
+    Token,
+    TokenQuery,
+    Unusable,
+    account_of,
+    reason_text,
+)
 
 NAME = "dbus"
 _LOGGER = logging.getLogger(__name__)
@@ -29,17 +38,45 @@ _CANCELLED = {Status.USER_CANCELED, Status.APPLICATION_CANCELED}
 _UNAVAILABLE = {Status.REQUIRED_BROKER_MISSING, Status.FALLBACK_TO_NATIVE_MSAL}
 
 
-def unavailable_reason() -> str | None:
+INSTALL_FIX = "run `authbroker install-service` (or start `authbroker daemon`)"
+
+
+NO_BUS_FIX = (
+    "run it inside a desktop session, or set DBUS_SESSION_BUS_ADDRESS to a running session bus"
+)
+
+
+def session_bus_error() -> str | None:
+    """Why the session bus cannot be reached (None: it can)."""
+    from jeepney.io.blocking import open_dbus_connection
+
+    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return "DBUS_SESSION_BUS_ADDRESS is unset"
+    try:
+        open_dbus_connection("SESSION", auth_timeout=2.0).close()
+    except (OSError, KeyError, ValueError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def why_unavailable() -> Unusable:
     """None when ``com.microsoft.identity.broker1`` is owned or activatable on the session bus."""
     from authbroker.client import BrokerClient
 
+    no_bus = session_bus_error()
+    if no_bus:
+        return f"no usable session bus ({no_bus})", NO_BUS_FIX
     try:
         with BrokerClient(timeout=5.0) as client:
             if client.is_available():
                 return None
     except (OSError, AuthBrokerError, ValueError) as exc:
-        return f"no usable session bus ({exc})"
-    return f"nothing owns or can activate {broker1.BUS_NAME} on the session bus"
+        return f"no usable session bus ({exc})", NO_BUS_FIX
+    return f"nothing owns or can activate {broker1.BUS_NAME} on the session bus", INSTALL_FIX
+
+
+def unavailable_reason() -> str | None:
+    return reason_text(why_unavailable())
 
 
 def auth_parameters(

@@ -9,11 +9,19 @@ three make this backend *unavailable* (the caller falls back); none fails the re
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from typing import Any
 
 from authbroker.broker1 import Account
-from authbroker.plugin.backends.base import BackendError, Kind, Token, TokenQuery
+from authbroker.plugin.backends.base import (
+    BackendError,
+    Kind,
+    Token,
+    TokenQuery,
+    Unusable,
+    reason_text,
+)
 from authbroker.plugin.backends.msal_apps import (
     MsalApps,
     MsalSettings,
@@ -24,6 +32,11 @@ from authbroker.plugin.backends.msal_apps import (
 
 NAME = "native"
 CONSOLE_WINDOW_HANDLE = 1  # msal.PublicClientApplication.CONSOLE_WINDOW_HANDLE on Linux
+INSTALL_RUNTIME = "install it: pip install pymsalruntime (in the environment of this program)"
+INSTALL_LIBRARIES = (
+    "install the system libraries it loads (scripts/install-system-deps.sh, or your "
+    "distribution's packages for the library named above)"
+)
 
 
 def load_runtime() -> Any:
@@ -33,17 +46,33 @@ def load_runtime() -> Any:
     return pymsalruntime
 
 
-def unavailable_reason() -> str | None:
-    """Why pymsalruntime cannot be used here, or None. Imports (and starts) it."""
+def why_unavailable() -> Unusable:
+    """Why pymsalruntime cannot be used here (and the fix), or None. Imports (and starts) it.
+
+    On Linux a session bus where nothing owns or can activate the broker's name is reported
+    at once: pymsalruntime would spend ~5 s on its start-up Ping to find out the same.
+    """
+    if "pymsalruntime" not in sys.modules and importlib.util.find_spec("pymsalruntime") is None:
+        return "pymsalruntime is not installed", INSTALL_RUNTIME
+    if sys.platform == "linux" and "pymsalruntime" not in sys.modules:
+        from authbroker.plugin.backends import dbus
+
+        missing = dbus.why_unavailable()
+        if missing and missing[1] == dbus.INSTALL_FIX:
+            return f"pymsalruntime needs a broker, and {missing[0]}", missing[1]
     try:
         load_runtime()
     except ImportError as exc:
-        return f"pymsalruntime is not installed ({exc})"
+        return f"pymsalruntime is not installed ({exc})", INSTALL_RUNTIME
     except OSError as exc:
-        return f"pymsalruntime cannot load its shared libraries ({exc})"
+        return f"pymsalruntime cannot load its shared libraries ({exc})", INSTALL_LIBRARIES
     except RuntimeError as exc:
-        return f"pymsalruntime found no broker ({exc})"
+        return f"pymsalruntime found no broker ({exc})", "run `authbroker install-service`"
     return None
+
+
+def unavailable_reason() -> str | None:
+    return reason_text(why_unavailable())
 
 
 class NativeBackend:

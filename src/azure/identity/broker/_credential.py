@@ -34,9 +34,13 @@ class InteractiveBrowserBrokerCredential(InteractiveBrowserCredential):
     silently before showing the account picker), ``enable_msa_passthrough`` and
     ``disable_interactive_fallback`` (never show UI; raise ``AuthenticationRequiredError``).
 
-    The broker is reached through the backend chosen by ``AUTHBROKER_BACKEND`` or, by default,
-    ``native`` (WAM / macOS broker) on Windows and macOS, our D-Bus client on Linux when a broker
-    owns ``com.microsoft.identity.broker1``, and msal's browser flow otherwise.
+    The broker is reached through the backend ``AUTHBROKER_BACKEND`` names (``dbus``,
+    ``native`` or ``browser``: that one only; when it cannot be used, ``get_token`` fails at
+    once, naming why and the fix) or, unset or ``auto``, ``native`` (WAM / macOS broker) on
+    Windows and macOS, our D-Bus client on Linux when a broker owns or can activate
+    ``com.microsoft.identity.broker1``, and msal's browser flow otherwise. With no broker and no
+    browser it behaves as ``InteractiveBrowserCredential``: its pipeline (``policies``,
+    ``transport``) carries the authority requests, then ``CredentialUnavailableError``.
     """
 
     def __init__(self, **kwargs: Any) -> None:

@@ -1,0 +1,199 @@
+"""One account's msal token caches, one partition per capability set, and the cache msal apps see.
+
+msal's ``TokenCache`` is one flat dict that every lookup scans, so the engine keeps one small
+:class:`Partition` per (account, capability set) instead of one cache per capability set for
+everyone. An msal app is still one per (client id, authority, capabilities) — building one
+fetches the authority's OpenID configuration — and its ``token_cache`` is a
+:class:`RoutingCache`: a stand-in that forwards every call to the partition the current
+thread serves (:meth:`RoutingCache.serving`), set under the account's lock. A thread that
+serves no partition gets an error, never another account's tokens.
+
+A partition holds all of one account's client ids (so msal finds a family refresh token of
+another client id there: FOCI) and never another account's. Refresh tokens are not
+capability-bound: :meth:`AccountTokens.share` brings an account's refresh tokens, account and id
+tokens (never an access token) into a capability partition that has none, and
+:meth:`AccountTokens.spread` hands a rotated refresh token on to the account's other partitions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import msal
+
+PLAIN = "plain"
+_KIND = msal.TokenCache.CredentialType
+#: What may be copied between capability partitions (never an access token).
+_SHARED_KINDS = (_KIND.ACCOUNT, _KIND.ID_TOKEN, _KIND.REFRESH_TOKEN)
+
+
+def partition_name(capabilities: tuple[str, ...]) -> str:
+    """The name of the partition for requests with these client capabilities."""
+    return ",".join(capabilities) or PLAIN
+
+
+class Partition(msal.SerializableTokenCache):  # type: ignore[misc]
+    """msal's serializable cache, written compactly (msal indents its JSON by 4)."""
+
+    def compact(self) -> str:
+        with self._lock:
+            self.has_state_changed = False
+            return json.dumps(self._cache, separators=(",", ":"))
+
+    def holds(self, kind: str, query: dict[str, str]) -> bool:
+        return any(True for _ in self.search(kind, query=query))
+
+
+class RoutingCache:
+    """An msal app's ``token_cache``: every call goes to the partition this thread serves."""
+
+    CredentialType = msal.TokenCache.CredentialType
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def serving(self, partition: Partition) -> Iterator[Partition]:
+        previous = getattr(self._local, "partition", None)
+        self._local.partition = partition
+        try:
+            yield partition
+        finally:
+            self._local.partition = previous
+
+    def _served(self) -> Partition:
+        partition = getattr(self._local, "partition", None)
+        if not isinstance(partition, Partition):
+            raise RuntimeError("no account partition is being served on this thread")
+        return partition
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._served(), name)
+
+    # msal keeps bound methods of its cache (e.g. ``on_removing_rt=cache.remove_rt``) from
+    # the app's construction on: these resolve the partition when called, not when bound.
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        return self._served().search(*args, **kwargs)
+
+    def add(self, *args: Any, **kwargs: Any) -> Any:
+        return self._served().add(*args, **kwargs)
+
+    def modify(self, *args: Any, **kwargs: Any) -> Any:
+        return self._served().modify(*args, **kwargs)
+
+    def remove_rt(self, *args: Any, **kwargs: Any) -> Any:
+        return self._served().remove_rt(*args, **kwargs)
+
+    def update_rt(self, *args: Any, **kwargs: Any) -> Any:
+        return self._served().update_rt(*args, **kwargs)
+
+    def remove_at(self, *args: Any, **kwargs: Any) -> Any:
+        return self._served().remove_at(*args, **kwargs)
+
+    def remove_idt(self, *args: Any, **kwargs: Any) -> Any:
+        return self._served().remove_idt(*args, **kwargs)
+
+    def remove_account(self, *args: Any, **kwargs: Any) -> Any:
+        return self._served().remove_account(*args, **kwargs)
+
+
+class AccountTokens:
+    """One account's partitions by capability-set name. The caller holds the account's lock."""
+
+    def __init__(self, states: Mapping[str, str] | None = None) -> None:
+        self.partitions: dict[str, Partition] = {}
+        self.changed = False  # set by share/remove; the partitions track their own changes
+        for name, state in (states or {}).items():
+            partition = Partition()
+            partition.deserialize(state)  # ValueError: the caller decides
+            self.partitions[name] = partition
+
+    def get(self, capabilities: tuple[str, ...]) -> Partition:
+        return self.partitions.setdefault(partition_name(capabilities), Partition())
+
+    @property
+    def has_changed(self) -> bool:
+        return self.changed or any(p.has_state_changed for p in self.partitions.values())
+
+    def snapshot(self) -> dict[str, str]:
+        """Every non-empty partition, serialized (and the change marks cleared)."""
+        self.changed = False
+        return {n: p.compact() for n, p in self.partitions.items() if p._cache}
+
+    def has_refresh_token(self) -> bool:
+        return any(p.holds(_KIND.REFRESH_TOKEN, {}) for p in self.partitions.values())
+
+    def adopt(self, landing: msal.TokenCache, capabilities: tuple[str, ...]) -> None:
+        """A sign-in's fresh cache joins the partition for ``capabilities`` (its refresh
+        tokens replace the partition's, which the sign-in made stale for that client id)."""
+        target = self.get(capabilities)
+        for kind in (_KIND.REFRESH_TOKEN, _KIND.ACCESS_TOKEN, _KIND.ID_TOKEN, _KIND.ACCOUNT,
+                     _KIND.APP_METADATA):
+            for entry in list(landing.search(kind)):
+                target.modify(kind, entry, entry)
+        self.changed = True
+
+    def share(self, capabilities: tuple[str, ...], environment: str) -> bool:
+        """Bring the account into the partition for ``capabilities`` from another one that
+        has a refresh token; whether there was one."""
+        name = partition_name(capabilities)
+        query = {"environment": environment}
+        for other_name, source in list(self.partitions.items()):
+            if other_name != name and source.holds(_KIND.REFRESH_TOKEN, query):
+                _copy(source, self.get(capabilities), query)
+                self.changed = True
+                return True
+        return False
+
+    def spread(self, capabilities: tuple[str, ...], environment: str) -> None:
+        """After a refresh or a sign-in in the partition for ``capabilities``: the other
+        partitions that hold refresh tokens get its current ones (they rotate)."""
+        name = partition_name(capabilities)
+        query = {"environment": environment}
+        source = self.partitions.get(name)
+        if source is None or not source.holds(_KIND.REFRESH_TOKEN, query):
+            return
+        for other_name, other in list(self.partitions.items()):
+            if other_name != name and other.holds(_KIND.REFRESH_TOKEN, query):
+                _copy(source, other, query)
+                self.changed = True
+
+    def clear(self) -> int:
+        """Forget every token; how many entries there were."""
+        count = sum(sum(len(v) for v in p._cache.values()) for p in self.partitions.values())
+        self.partitions.clear()
+        self.changed = True
+        return count
+
+
+def _copy(source: Partition, target: Partition, query: dict[str, str]) -> None:
+    """Make ``target``'s refresh tokens ``source``'s (a replaced refresh token must never be
+    replayed), and copy the account and id tokens. Never an access token."""
+    for entry in list(target.search(_KIND.REFRESH_TOKEN, query=query)):
+        target.remove_rt(entry)
+    for kind in _SHARED_KINDS:
+        for entry in list(source.search(kind, query=query)):
+            target.modify(kind, entry, entry)
+    for meta in list(source.search(_KIND.APP_METADATA, query=query)):
+        target.modify(_KIND.APP_METADATA, meta, meta)
+
+
+def split_by_account(state: str) -> dict[str, Partition]:
+    """A whole-store msal cache (the single-file store's) split into partitions by account;
+    app metadata (per client id, no account) goes to every account. ValueError if unreadable."""
+    whole = msal.SerializableTokenCache()
+    whole.deserialize(state)
+    parts: dict[str, Partition] = {}
+    for kind in (_KIND.ACCOUNT, _KIND.REFRESH_TOKEN, _KIND.ACCESS_TOKEN, _KIND.ID_TOKEN):
+        for entry in whole.search(kind):
+            hid = entry.get("home_account_id")
+            if hid:
+                parts.setdefault(hid, Partition()).modify(kind, entry, entry)
+    for meta in list(whole.search(_KIND.APP_METADATA)):
+        for part in parts.values():
+            part.modify(_KIND.APP_METADATA, meta, meta)
+    return parts
