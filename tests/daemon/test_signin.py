@@ -159,3 +159,40 @@ def test_hint_prompt_claims_and_passthrough_travel_to_the_authority(authority) -
     assert query["msal_request_type"] == ["consumer_passthrough"]
     assert query["response_mode"] == ["form_post"]
     assert "msal_client_sku" not in query  # client telemetry stays with the client
+
+
+@pytest.mark.parametrize("opener", ["open_browser", "webbrowser.open"])
+def test_concurrent_sign_ins_all_find_the_browser(monkeypatch, tmp_path, opener):
+    """webbrowser fills its browser list in place on first use; two sign-ins starting at once
+    must both find $BROWSER (the unguarded webbrowser.open is the control: it loses one)."""
+    import threading
+    import webbrowser
+
+    from authbroker.daemon import signin
+
+    monkeypatch.setenv("BROWSER", "true %s")
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "TERM"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(webbrowser, "_tryorder", None)
+    monkeypatch.setattr(webbrowser, "_browsers", {})
+    monkeypatch.setattr(webbrowser, "_os_preferred_browser", None)
+    slow_register = webbrowser.register
+
+    def register(*args, **kwargs):  # widen the window in which the list is still empty
+        time.sleep(0.2)
+        return slow_register(*args, **kwargs)
+
+    monkeypatch.setattr(webbrowser, "register", register)
+    open_url = signin.open_browser if opener == "open_browser" else webbrowser.open
+    results: list[bool] = []
+    threads = [threading.Thread(target=lambda: results.append(open_url("https://x.example/")))
+               for _ in range(4)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.02)
+    for thread in threads:
+        thread.join(5)
+    if opener == "open_browser":
+        assert results == [True] * 4
+    else:
+        assert False in results  # the race is real: without the guard a sign-in finds no browser

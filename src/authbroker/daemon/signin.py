@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 import webbrowser
 from collections.abc import Awaitable, Callable
@@ -57,16 +58,31 @@ def _raise_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
+#: webbrowser builds its browser list in place on first use (CPython publishes an empty list,
+#: then fills it): a second thread in that window finds no browser. Lookups take turns.
+_BROWSER_LOOKUP = threading.Lock()
+
+
+def _browser_found() -> bool:
+    with _BROWSER_LOOKUP:
+        try:
+            webbrowser.get()
+        except webbrowser.Error:
+            return False
+    return True
+
+
 def can_open_browser() -> bool:
     if os.environ.get("BROWSER"):
         return True
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return False
-    try:
-        webbrowser.get()
-    except webbrowser.Error:
-        return False
-    return True
+    return _browser_found()
+
+
+def open_browser(url: str) -> bool:
+    """``webbrowser.open``, safe to call from several threads at once (concurrent sign-ins)."""
+    return _browser_found() and webbrowser.open(url)
 
 
 def timeout_setting() -> float:
@@ -180,7 +196,7 @@ class Interaction:
         ctx: CallContext,
         executor: Executor,
         *,
-        open_url: Callable[[str], bool] = webbrowser.open,
+        open_url: Callable[[str], bool] = open_browser,
     ) -> None:
         self.app = app
         self.auth = auth
