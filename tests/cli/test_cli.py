@@ -98,23 +98,26 @@ def test_device_code_login_several_accounts_and_restart(dbus_session, authority,
     # a new daemon, with the same store, asked to use device codes
     with daemon(dbus_session, env, tmp_path, AUTHBROKER_UI="device-code"):
         assert USER in cli(env, "accounts").stdout  # the store survived the restart
-        proc = subprocess.Popen([*CLI, "login", "--scope", SCOPE], env=env, text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         shown: list[str] = []
+        with subprocess.Popen([*CLI, "login", "--scope", SCOPE], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
 
-        def read_stderr() -> None:
-            assert proc.stderr is not None
-            for line in proc.stderr:
-                shown.append(line)
-                match = re.search(r"(https://\S+).*?\b([A-Z0-9]{6,})\b", line)
-                if match:
-                    device_login(match.group(1), match.group(2), SECOND, PASSWORD)
+            def read_stderr() -> None:
+                assert proc.stderr is not None
+                for line in proc.stderr:
+                    shown.append(line)
+                    match = re.search(r"(https://\S+).*?\b([A-Z0-9]{6,})\b", line)
+                    if match:
+                        device_login(match.group(1), match.group(2), SECOND, PASSWORD)
 
-        reader = threading.Thread(target=read_stderr)
-        reader.start()
-        out = proc.stdout.read() if proc.stdout else ""
-        proc.wait(60)
-        reader.join(10)
+            reader = threading.Thread(target=read_stderr)
+            reader.start()
+            try:
+                out = proc.stdout.read() if proc.stdout else ""
+                proc.wait(60)
+            finally:
+                proc.kill()  # nothing once it has exited; else the pipes close after it
+            reader.join(10)
         assert proc.returncode == 0, "".join(shown)
         assert f"signed in as {SECOND}" in out
         assert any("enter" in line.lower() or "code" in line.lower() for line in shown)
@@ -217,13 +220,16 @@ def test_ctrl_c_during_login_cancels_the_brokers_sign_in(dbus_session, authority
     log_path = broker.log
     try:
         broker.start()
-        login = subprocess.Popen([*CLI, "login", "--scope", SCOPE], env=env, text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        assert login.stderr is not None
-        first = login.stderr.readline()  # the device-code prompt: the sign-in is running
-        assert "code" in first.lower(), first
-        login.send_signal(signal.SIGINT)
-        out, _err = login.communicate(timeout=30)
+        with subprocess.Popen([*CLI, "login", "--scope", SCOPE], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as login:
+            try:
+                assert login.stderr is not None
+                first = login.stderr.readline()  # the device-code prompt: the sign-in runs
+                assert "code" in first.lower(), first
+                login.send_signal(signal.SIGINT)
+                out, _err = login.communicate(timeout=30)
+            finally:
+                login.kill()  # nothing once it has exited; else the pipes close after it
         assert login.returncode == 130 and out == ""
         deadline = time.monotonic() + 10
         # not just asked to cancel: the broker's sign-in really ended (answered USER_CANCELED)

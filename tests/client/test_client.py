@@ -169,6 +169,36 @@ def test_async_client_runs_calls_concurrently(toy):
     assert fast < 0.5 <= 1.5 <= slow
 
 
+def bus_peers(bus) -> int:
+    """How many connections the bus has (the one asking included)."""
+    return sum(name.startswith(":") for name in bus.call_bus("ListNames")[0])
+
+
+def test_async_client_connection_ends_with_its_event_loop(toy, dbus_session):
+    """asyncio.run() twice with one client: each loop's connection is closed as that loop
+    ends (not left open for the garbage collector), and the next loop opens its own."""
+    baseline = bus_peers(dbus_session)
+    client = AsyncBrokerClient(timeout=10)
+    for _ in range(2):
+        assert asyncio.run(client.get_accounts(CLIENT_ID)) == [ACCOUNT]
+        deadline = time.monotonic() + 5
+        while bus_peers(dbus_session) != baseline and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert bus_peers(dbus_session) == baseline
+    asyncio.run(client.aclose())
+
+
+def test_async_client_concurrent_first_calls_share_one_connection(toy, dbus_session):
+    baseline = bus_peers(dbus_session)
+
+    async def main() -> int:
+        async with AsyncBrokerClient(timeout=10) as client:
+            await asyncio.gather(*(client.get_accounts(CLIENT_ID) for _ in range(3)))
+            return bus_peers(dbus_session)
+
+    assert asyncio.run(main()) == baseline + 1
+
+
 def test_async_client_unavailable(dbus_session, monkeypatch, tmp_path):
     async def main() -> None:
         async with AsyncBrokerClient(timeout=5) as client:

@@ -70,27 +70,42 @@ def port_open(port: int) -> bool:
 class Setup:
     def __init__(self, daemon: DaemonProcess, env: dict[str, str], tmp_path: Path) -> None:
         self.daemon, self.env, self.tmp_path = daemon, env, tmp_path
+        self.callers: list[subprocess.Popen[str]] = []
 
     def caller(self, cid: str, *, client_id: str = CLIENT_ID,
                authority: str = "https://127.0.0.1/organizations") -> subprocess.Popen[str]:
-        return subprocess.Popen([sys.executable, "-c", CALLER, client_id, SCOPE, authority, cid],
-                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        self.callers.append(subprocess.Popen(
+            [sys.executable, "-c", CALLER, client_id, SCOPE, authority, cid],
+            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        return self.callers[-1]
+
+    def close(self) -> None:
+        """End the callers still running and close their pipes."""
+        for proc in self.callers:
+            proc.kill()  # nothing once it has exited
+            with proc:  # closes its pipes, reaps it
+                pass
 
     def cancelled_in_log(self, cid: str) -> bool:
         return f"sign-in {cid} cancelled" in self.daemon.log_text()
 
 
 @pytest.fixture
-def start(dbus_session, authority, tmp_path: Path, started_daemons) -> Callable[..., Setup]:
+def start(dbus_session, authority, tmp_path: Path,
+          started_daemons) -> Iterator[Callable[..., Setup]]:
+    setups: list[Setup] = []
+
     def started(**extra: str | None) -> Setup:
         env = daemon_env(authority, dbus_session, tmp_path, AUTHBROKER_UA_USERNAME=USER,
                          AUTHBROKER_UA_PASSWORD=DEMO_PASSWORD, **extra)
         daemon = DaemonProcess(dbus_session, env, tmp_path, "-v", store=tmp_path / "store.enc")
         started_daemons.append(daemon)
         daemon.start()
-        return Setup(daemon, env, tmp_path)
-    return started
+        setups.append(Setup(daemon, env, tmp_path))
+        return setups[-1]
+    yield started
+    for setup in setups:
+        setup.close()
 
 
 @pytest.fixture

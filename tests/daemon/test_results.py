@@ -11,7 +11,7 @@ import pytest
 
 from authbroker import broker1, entra
 from authbroker.daemon.accounts import DOCUMENT_VERSION, AccountTable
-from authbroker.daemon.broker import SilentKey
+from authbroker.daemon.hot import SilentKey
 from authbroker.daemon.results import error_from_result, token_result
 from authbroker.daemon.routing import Target
 from authbroker.errors import BrokerStatusError

@@ -193,10 +193,10 @@ def test_concurrent_callers_share_one_sign_in(twin, cred_kwargs, broker_daemon) 
 
 
 def test_credential_survives_pickling(cred_kwargs, broker_daemon) -> None:
-    credential = InteractiveBrowserBrokerCredential(**cred_kwargs)
-    token = credential.get_token(STORAGE_SCOPE)
-    copy = pickle.loads(pickle.dumps(credential))
-    assert copy.get_token(STORAGE_SCOPE).token == token.token
+    with InteractiveBrowserBrokerCredential(**cred_kwargs) as credential:
+        token = credential.get_token(STORAGE_SCOPE)
+        with pickle.loads(pickle.dumps(credential)) as copy:
+            assert copy.get_token(STORAGE_SCOPE).token == token.token
 
 
 def test_aio_credential_across_event_loops(cred_kwargs, broker_daemon) -> None:
@@ -227,8 +227,9 @@ def test_parent_window_handle_reaches_the_broker(
         )
     try:
         time.sleep(0.3)  # let the monitor attach
-        credential = InteractiveBrowserBrokerCredential(parent_window_handle=handle, **cred_kwargs)
-        credential.get_token(STORAGE_SCOPE)
+        with InteractiveBrowserBrokerCredential(parent_window_handle=handle,
+                                                **cred_kwargs) as credential:
+            credential.get_token(STORAGE_SCOPE)
         time.sleep(0.2)
     finally:
         monitor.terminate()

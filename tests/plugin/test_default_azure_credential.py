@@ -33,11 +33,13 @@ def dac(authority, broker_daemon, monkeypatch: pytest.MonkeyPatch):
     )
     broker = credential.credentials[-1]
     assert isinstance(broker._broker_credential, InteractiveBrowserBrokerCredential)
-    return credential
+    yield credential
+    credential.close()  # our credential inside keeps a connection to the bus open
 
 
 def test_dac_uses_the_broker_default_account(dac, cred_kwargs, broker_daemon) -> None:
-    InteractiveBrowserBrokerCredential(**cred_kwargs).get_token(STORAGE_SCOPE)  # one sign-in
+    with InteractiveBrowserBrokerCredential(**cred_kwargs) as first:
+        first.get_token(STORAGE_SCOPE)  # one sign-in
     token = dac.get_token(STORAGE_SCOPE)
     assert claims_of(token.token)["upn"] == USERNAME
     assert broker_daemon.sign_ins() == 1

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "logout": ("authbroker.cli.broker", "forget an account in the broker"),
     "doctor": ("authbroker.cli.doctor", "check what sign-in needs here, and say what to fix"),
     "status": ("authbroker.cli.status", "the broker's accounts and the sign-ins waiting for you"),
+    "audit": ("authbroker.cli.audit", "every token the broker handed out or refused, and to whom"),
 }
 
 

@@ -29,6 +29,7 @@ class AsyncBrokerClient(_ClientSettings):
 
     _conn: jasyncio.DBusConnection | None = None
     _router: jasyncio.DBusRouter | None = None
+    _watch: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> AsyncBrokerClient:
         return self
@@ -38,6 +39,10 @@ class AsyncBrokerClient(_ClientSettings):
 
     async def aclose(self) -> None:
         router, conn, self._router, self._conn = self._router, self._conn, None, None
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            with contextlib.suppress(RuntimeError):  # its loop may be gone (closed already)
+                watch.cancel()
         if router is not None:
             with contextlib.suppress(Exception):
                 await router.__aexit__(None, None, None)
@@ -48,11 +53,25 @@ class AsyncBrokerClient(_ClientSettings):
     async def _connection(self) -> jasyncio.DBusRouter:
         if self._router is None:
             try:
-                self._conn = await jasyncio.open_dbus_connection(self.bus)
+                conn = await jasyncio.open_dbus_connection(self.bus)
             except (OSError, KeyError, ValueError, EOFError, TimeoutError) as exc:
                 raise self.messages.no_bus(exc) from None
-            self._router = jasyncio.DBusRouter(self._conn)
+            if self._router is not None:  # a concurrent first call connected meanwhile
+                await conn.close()
+                return self._router
+            self._conn, self._router = conn, jasyncio.DBusRouter(conn)
+            self._watch = asyncio.create_task(self._close_with_loop(self._conn))
         return self._router
+
+    async def _close_with_loop(self, conn: jasyncio.DBusConnection) -> None:
+        """Close ``conn`` when its event loop ends (``asyncio.run`` cancels every task): a
+        connection belongs to one loop, and the next loop opens its own."""
+        try:
+            await asyncio.sleep(1e9)  # a timer: the loop keeps this task alive until it ends
+        finally:
+            if self._conn is conn:
+                self._router = self._conn = self._watch = None
+            conn.writer.close()
 
     async def _roundtrip(self, msg: Message, what: str, timeout: float | None = None) -> Message:
         router = await self._connection()

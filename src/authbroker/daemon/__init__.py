@@ -82,11 +82,12 @@ def _settings(options: DaemonOptions) -> Settings:
 
 
 def _build_core(options: DaemonOptions, settings: Settings) -> Handler:
+    from authbroker.daemon.audit import AuditLog
     from authbroker.daemon.broker import BrokerCore
     from authbroker.daemon.store import Store, default_store_path
 
     store = Store(options.store or default_store_path())
-    return BrokerCore(store=store, settings=settings)
+    return BrokerCore(store=store, settings=settings, audit_log=AuditLog())
 
 
 async def _main(options: DaemonOptions) -> int:

@@ -23,16 +23,17 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import requests
 
 from authbroker import broker1
 from authbroker.config import Settings
-from authbroker.daemon import signin
+from authbroker.daemon import audit, signin
 from authbroker.daemon.accounts import AccountTable
 from authbroker.daemon.callers import RecentCallers
 from authbroker.daemon.handler import CallContext
+from authbroker.daemon.hot import HotTokens, SilentKey
 from authbroker.daemon.msal_engine import TokenEngine
 from authbroker.daemon.persistence import AccountStore, Persistence
 from authbroker.daemon.results import unreachable
@@ -42,60 +43,12 @@ from authbroker.errors import BrokerStatusError
 
 log = logging.getLogger(__name__)
 
-#: msal treats an access token with less than this many seconds left as expired.
-HOT_MARGIN_S = 300.0
-HOT_MAX_ENTRIES = 1024
 T = TypeVar("T")
 R = TypeVar("R")
 #: A route answers one method; its request is of the type METHODS declares for it.
 Route = Callable[[Any, CallContext], Awaitable[broker1.Result]]
-
-
-class SilentKey(NamedTuple):
-    """What makes two silent requests the same. The client capabilities are part of it, so a
-    CAE token is never served to a plain request, nor the other way round."""
-
-    client_id: str
-    authority: str
-    home_account_id: str
-    scopes: tuple[str, ...]  # lower case, sorted
-    capabilities: tuple[str, ...]
-    challenge: str | None
-
-    @classmethod
-    def of(cls, auth: broker1.AuthParameters, authority: str, home_account_id: str) -> SilentKey:
-        claims = split_claims(auth.decoded_claims)
-        scopes = tuple(sorted(s.lower() for s in auth.requested_scopes))
-        return cls(auth.client_id, authority, home_account_id, scopes, claims.capabilities,
-                   claims.challenge)
-
-
-class HotTokens:
-    """Recent silent results by request key, served while msal would serve them from its cache."""
-
-    def __init__(self) -> None:
-        self._tokens: dict[SilentKey, broker1.TokenResult] = {}
-
-    def get(self, key: SilentKey) -> broker1.TokenResult | None:
-        hot = self._tokens.get(key)
-        if hot is not None and hot.expires_on - time.time() > HOT_MARGIN_S:
-            return hot
-        return None
-
-    def keep(self, key: SilentKey, result: broker1.TokenResult) -> None:
-        if len(self._tokens) >= HOT_MAX_ENTRIES:
-            now = time.time()
-            self._tokens = {
-                k: v for k, v in self._tokens.items() if v.expires_on - now > HOT_MARGIN_S
-            }
-            if len(self._tokens) >= HOT_MAX_ENTRIES:
-                self._tokens.clear()
-        self._tokens[key] = result
-
-    def forget_account(self, home_account_id: str) -> None:
-        self._tokens = {
-            k: v for k, v in self._tokens.items() if k.home_account_id != home_account_id
-        }
+#: A token and how it was served (audit.MEMO, CACHE, REFRESH, FAMILY or SIGN_IN).
+Served = tuple[broker1.TokenResult, str]
 
 
 def _expect(request: broker1.Request, kind: type[R]) -> R:
@@ -119,6 +72,7 @@ class BrokerCore:
         sign_in_timeout: float | None = None,
         http_client: Any = None,
         open_url: Callable[[str], bool] | None = None,
+        audit_log: audit.AuditLog | None = None,
     ) -> None:
         settings = settings or Settings.load()
         self.store = AccountStore.of(store) if store is not None else None
@@ -137,10 +91,11 @@ class BrokerCore:
         self._state = Persistence(self.store, self.accounts, self.engine, self._run)
         self._removals: dict[str, int] = {}  # per account, bumped by removeAccount (_silent)
         self._load_lock = asyncio.Lock()
-        self._inflight: dict[tuple[SilentKey, bool], asyncio.Future[broker1.TokenResult]] = {}
+        self._inflight: dict[tuple[SilentKey, bool], asyncio.Future[Served]] = {}
         self._hot = HotTokens()
         self._sign_ins: set[signin.SignIn] = set()
         self.callers = RecentCallers()
+        self.audit = audit_log  # None: no audit log (tests, embedders)
         self._routes: dict[broker1.AnyMethod, Route] = {
             broker1.UiMethod.SET_DEFAULT_ACCOUNT: self._on_set_default,
             broker1.UiMethod.GET_DEFAULT_ACCOUNT: self._on_get_default,
@@ -180,6 +135,8 @@ class BrokerCore:
         if self._loaded:
             await self._state.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.audit is not None:
+            self.audit.close()
 
     # -- dispatch -----------------------------------------------------------------------------
 
@@ -222,12 +179,38 @@ class BrokerCore:
         return broker1.AccountsResult(tuple(self.accounts.listed()))
 
     async def _on_silent(self, request: broker1.TokenRequest, ctx: CallContext) -> broker1.Result:
-        return await self.acquire_silent(request.auth, ctx)
+        return await self._audited(broker1.Method.ACQUIRE_TOKEN_SILENTLY, request.auth, ctx,
+                                   self._acquire_silent(request.auth, ctx))
 
     async def _on_interactive(
         self, request: broker1.TokenRequest, ctx: CallContext
     ) -> broker1.Result:
-        return await self.acquire_interactive(request.auth, ctx)
+        return await self._audited(broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY, request.auth,
+                                   ctx, self._signed_in(request.auth, ctx))
+
+    async def _audited(self, method: broker1.Method, auth: broker1.AuthParameters,
+                       ctx: CallContext, serving: Awaitable[Served]) -> broker1.TokenResult:
+        """A token call, with its line in the audit log (handed out or refused)."""
+        started = time.monotonic()
+        try:
+            result, how = await serving
+        except Exception as exc:
+            if self.audit is not None:
+                hid = auth.account.home_account_id if auth.account else (  # a silent call's
+                    self.accounts.default if method is broker1.Method.ACQUIRE_TOKEN_SILENTLY
+                    else None)  # default account; a sign-in names none until it is done
+                entry = self.accounts.entry(hid) if hid else None
+                username = auth.account.username if auth.account else (
+                    entry or {}).get("username")
+                self.audit.refused(method, ctx, auth, audit.account_of(hid, username), exc,
+                                   started)
+            raise
+        if self.audit is not None:
+            self.audit.served(method, ctx, auth, result.account, how, started)
+        return result
+
+    async def _signed_in(self, auth: broker1.AuthParameters, ctx: CallContext) -> Served:
+        return await self.acquire_interactive(auth, ctx), audit.SIGN_IN
 
     async def _on_remove(
         self, request: broker1.RemoveAccountRequest, ctx: CallContext
@@ -266,6 +249,9 @@ class BrokerCore:
     async def acquire_silent(
         self, auth: broker1.AuthParameters, ctx: CallContext
     ) -> broker1.TokenResult:
+        return (await self._acquire_silent(auth, ctx))[0]
+
+    async def _acquire_silent(self, auth: broker1.AuthParameters, ctx: CallContext) -> Served:
         await self.start()
         auth = self._admit(auth)
         home_account_id = auth.account.home_account_id if auth.account else self.accounts.default
@@ -290,7 +276,7 @@ class BrokerCore:
             if hot is not None:
                 if self._state.pending:
                     await self._persist()
-                return hot
+                return hot, audit.MEMO
         flight = (key, force)
         shared = self._inflight.get(flight)
         if shared is None:
@@ -302,10 +288,10 @@ class BrokerCore:
     async def _silent(
         self, auth: broker1.AuthParameters, home_account_id: str, ctx: CallContext,
         key: SilentKey,
-    ) -> broker1.TokenResult:
+    ) -> Served:
         removals = self._removals.get(home_account_id, 0)
         try:
-            result = await self._run(self.engine.acquire_silent, auth, home_account_id)
+            result, how = await self._run(self.engine.serve_silent, auth, home_account_id)
             # removed meanwhile: the refresh must not bring the account back
             if self._removals.get(home_account_id, 0) != removals:
                 await self._run(self.engine.remove_account, home_account_id)
@@ -325,7 +311,7 @@ class BrokerCore:
                  list(auth.requested_scopes))
         self._hot.keep(key, result)
         await self._persist()
-        return result
+        return result, how
 
     async def acquire_interactive(
         self, auth: broker1.AuthParameters, ctx: CallContext

@@ -12,8 +12,10 @@ account's other partitions get its new refresh tokens. An interactive sign-in ru
 its own over a fresh cache (the same HTTP cache, so no second discovery request) that becomes
 the account's partition once the answer names the account (:meth:`TokenEngine.adopt`).
 
-An account's partitions are read from the store on first use (``loader``); which accounts
-changed since their last snapshot is :meth:`TokenEngine.changed`. Every method here blocks
+An account's partitions are read from the store on first use (``loader``) and, once saved,
+leave memory when more than ``resident.LOADED_ACCOUNTS`` accounts were used since
+(``resident.py``); which accounts changed since their last snapshot is
+:meth:`TokenEngine.changed`. Every method here blocks
 (network, msal locks): the broker runs them in a thread executor, never on the event loop.
 
 Where a request goes is ``routing.py``; how msal's answers become Broker1 results is
@@ -24,7 +26,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Iterable, Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 
 import msal
@@ -32,6 +35,7 @@ import requests
 
 from authbroker import broker1, entra
 from authbroker.daemon import results
+from authbroker.daemon.audit import CACHE, FAMILY, REFRESH
 from authbroker.daemon.partitions import (
     PLAIN,
     AccountTokens,
@@ -40,6 +44,7 @@ from authbroker.daemon.partitions import (
     partition_name,
     split_by_account,
 )
+from authbroker.daemon.resident import Loader, ResidentAccounts
 from authbroker.daemon.routing import Target, msal_scopes, resolve_authority, split_claims
 from authbroker.errors import BrokerStatusError
 
@@ -47,9 +52,8 @@ log = logging.getLogger(__name__)
 
 PLAIN_CACHE = PLAIN
 cache_name = partition_name
-#: Reads an account's saved partitions (by capability-set name), or None (the store's).
-Loader = Callable[[str], Mapping[str, str] | None]
 AppKey = tuple[str, str, tuple[str, ...]]
+_RT = msal.TokenCache.CredentialType.REFRESH_TOKEN
 
 
 class TokenEngine:
@@ -63,38 +67,36 @@ class TokenEngine:
         msal_log = logging.getLogger("msal")
         if msal_log.getEffectiveLevel() < logging.INFO:
             msal_log.setLevel(logging.INFO)
-        self.loader: Loader | None = None
-        self._http_client = http_client
+        #: The accounts whose partitions are in memory (a bounded LRU once there is a loader).
+        self.resident = ResidentAccounts()
+        # one HTTP session for every app (msal makes one per app otherwise: each sign-in's app
+        # would bring its own connection pool and TLS context, freed but not given back)
+        self._http_client = http_client if http_client is not None else _session()
         self._apps: dict[AppKey, tuple[msal.PublicClientApplication, RoutingCache]] = {}
         self._http_caches: dict[str, dict[Any, Any]] = {}  # per authority, shared by its apps
-        self._accounts: dict[str, AccountTokens] = {}
-        self._touched: set[str] = set()  # accounts served since their last snapshot
         self._lock = threading.Lock()
-        #: Per account: refresh tokens rotate, so one account's refreshes (in any partition)
-        #: and the copying of its refresh tokens between partitions happen one at a time.
-        self._account_locks: dict[str, threading.RLock] = {}
 
     # -- account state ------------------------------------------------------------------------
 
-    def account_lock(self, home_account_id: str) -> threading.RLock:
-        with self._lock:
-            return self._account_locks.setdefault(home_account_id, threading.RLock())
+    @property
+    def loader(self) -> Loader | None:
+        """Reads an account's saved partitions (the store's); set, evicted accounts are
+        dropped from memory and read again on their next use."""
+        return self.resident.loader
+
+    @loader.setter
+    def loader(self, loader: Loader | None) -> None:
+        self.resident.loader = loader
+
+    def account_lock(self, home_account_id: str) -> AbstractContextManager[None]:
+        """Held: the account's refreshes (in any partition) and the copying of its refresh
+        tokens between partitions happen one at a time (refresh tokens rotate), and the
+        account stays in memory."""
+        return self.resident.hold(home_account_id)
 
     def tokens(self, home_account_id: str) -> AccountTokens:
-        """The account's partitions, read from the store on first use. Hold its lock."""
-        with self._lock:
-            tokens = self._accounts.get(home_account_id)
-        if tokens is not None:
-            return tokens
-        states = self.loader(home_account_id) if self.loader else None
-        try:
-            tokens = AccountTokens(states)
-        except ValueError:
-            log.error("account %s: its saved token cache is unreadable; it signs in again",
-                      home_account_id)
-            tokens = AccountTokens()
-        with self._lock:
-            return self._accounts.setdefault(home_account_id, tokens)
+        """The account's partitions, read from the store if not in memory. Hold its lock."""
+        return self.resident.tokens(home_account_id)
 
     def partition(self, home_account_id: str, capabilities: tuple[str, ...] = ()) -> Partition:
         """The account's partition for these capabilities (tests look inside)."""
@@ -104,27 +106,25 @@ class TokenEngine:
     @property
     def loaded_accounts(self) -> int:
         """How many accounts' partitions are in memory (read from the store or new)."""
-        with self._lock:
-            return len(self._accounts)
+        return len(self.resident)
 
     def changed(self) -> list[str]:
         """Accounts whose partitions changed since their last :meth:`snapshot` (only the
         accounts served since then are looked at, not every account)."""
-        with self._lock:
-            return [hid for hid in self._touched if self._accounts[hid].has_changed]
+        return self.resident.changed()
 
     def _touch(self, home_account_id: str) -> None:
-        with self._lock:
-            if home_account_id in self._accounts:
-                self._touched.add(home_account_id)
+        self.resident.touch(home_account_id)
 
     def snapshot(self, home_account_id: str) -> dict[str, str] | None:
-        """The account's partitions as saved (None: never loaded, nothing to write)."""
+        """The account's partitions as saved (None: not in memory, the store has them); the
+        account stays in memory until :meth:`saved` names it."""
         with self.account_lock(home_account_id):
-            with self._lock:
-                tokens = self._accounts.get(home_account_id)
-                self._touched.discard(home_account_id)
-            return None if tokens is None else tokens.snapshot()
+            return self.resident.snapshot(home_account_id)
+
+    def saved(self, home_account_ids: Iterable[str]) -> None:
+        """The commit of these accounts' snapshots landed: they may leave memory."""
+        self.resident.saved(home_account_ids)
 
     def load_caches(self, states: Mapping[str, Any]) -> None:
         """Whole-store caches by capability-set name (the single-file store's document,
@@ -156,13 +156,12 @@ class TokenEngine:
         self.load_caches({PLAIN: state})
         kind = msal.TokenCache.CredentialType.ACCESS_TOKEN
         dropped = 0
-        with self._lock:
-            accounts = list(self._accounts.values())
-        for tokens in accounts:
-            plain = tokens.get(())
-            for entry in list(plain.search(kind)):
-                plain.remove_at(entry)
-                dropped += 1
+        for hid in self.resident.loaded():  # all of them: not saved yet, so not dropped
+            with self.account_lock(hid):
+                plain = self.tokens(hid).get(())
+                for entry in list(plain.search(kind)):
+                    plain.remove_at(entry)
+                    dropped += 1
         return dropped
 
     # -- applications -------------------------------------------------------------------------
@@ -230,18 +229,28 @@ class TokenEngine:
     def acquire_silent(self, auth: broker1.AuthParameters,
                        home_account_id: str) -> broker1.TokenResult:
         """A cached access token or a refresh through msal; status 2 if neither."""
+        return self.serve_silent(auth, home_account_id)[0]
+
+    def serve_silent(self, auth: broker1.AuthParameters,
+                     home_account_id: str) -> tuple[broker1.TokenResult, str]:
+        """:meth:`acquire_silent` and how it served: ``"cache"`` (msal's), ``"refresh"``
+        (the client's own refresh token) or ``"family"`` (another client's: FOCI)."""
         target = self.target(auth)
         claims = split_claims(auth.decoded_claims)
         app, router = self.routed_app(auth.client_id, target, claims.capabilities)
         with self.account_lock(home_account_id):
             tokens = self.tokens(home_account_id)
             self._touch(home_account_id)  # whatever happens below (msal may drop an RT)
+            own = {"client_id": auth.client_id, "home_account_id": home_account_id}
+            had_own = any(p.holds(_RT, own) for p in tokens.partitions.values())
             with router.serving(tokens.get(claims.capabilities)):
                 result = self._silent(app, auth, claims, target, tokens, home_account_id)
-                if "access_token" in result and result.get("token_source") != "cache":
+                served = CACHE if result.get("token_source") == "cache" else (
+                    REFRESH if had_own else FAMILY)
+                if "access_token" in result and served != CACHE:
                     tokens.spread(claims.capabilities, target.environment)  # rotated
                 return self.token_result(result, auth.requested_scopes, app, target,
-                                         home_account_id)
+                                         home_account_id), served
 
     def _silent(
         self, app: msal.PublicClientApplication, auth: broker1.AuthParameters,
@@ -303,6 +312,15 @@ class TokenEngine:
         """Whether any of the account's partitions holds a refresh token."""
         with self.account_lock(home_account_id):
             return self.tokens(home_account_id).has_refresh_token()
+
+
+def _session() -> requests.Session:
+    """An HTTP session as msal builds its own (a minimal retry), shared by the engine's apps."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(max_retries=1)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def _msal_account(app: msal.PublicClientApplication,

@@ -35,11 +35,21 @@ async def notify_desktop(prompt: DeviceCodePrompt) -> bool:
     """A desktop notification, only if a notification server owns its name on the bus."""
     if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
         return False
+    from jeepney.io.asyncio import DBusRouter, open_dbus_connection
+
+    conn = await open_dbus_connection("SESSION")
+    try:
+        return await _notify(DBusRouter(conn), prompt)
+    finally:
+        await conn.close()  # also when cancelled (jeepney's open_dbus_router leaks it then)
+
+
+async def _notify(router: Any, prompt: DeviceCodePrompt) -> bool:
+    """Ask the notification server (if there is one) through ``router`` to show ``prompt``."""
     from jeepney import DBusAddress, new_method_call
     from jeepney.bus_messages import message_bus
-    from jeepney.io.asyncio import open_dbus_router
 
-    async with open_dbus_router(bus="SESSION") as router:
+    async with router:
         reply = await router.send_and_get_reply(message_bus.NameHasOwner(NOTIFICATIONS_NAME))
         if not reply.body[0]:
             return False

@@ -37,7 +37,19 @@ def partition_name(capabilities: tuple[str, ...]) -> str:
 
 
 class Partition(msal.SerializableTokenCache):  # type: ignore[misc]
-    """msal's serializable cache, written compactly (msal indents its JSON by 4)."""
+    """msal's serializable cache, written compactly (msal indents its JSON by 4), and freed as
+    soon as it is dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # msal's key makers are lambdas closing over ``self`` (for ``self.CredentialType``):
+        # a reference cycle, so a dropped partition and all its tokens would wait for the
+        # cyclic collector's oldest generation, which seldom runs. The class answers the same.
+        for maker in self.key_makers.values():
+            code, cells = getattr(maker, "__code__", None), getattr(maker, "__closure__", None)
+            for name, cell in zip(code.co_freevars if code else (), cells or (), strict=False):
+                if name == "self" and cell.cell_contents is self:
+                    cell.cell_contents = type(self)
 
     def compact(self) -> str:
         with self._lock:

@@ -10,7 +10,8 @@ next start). A file that is neither is moved aside as ``<name>.corrupt-<stamp>``
 
 :class:`Persistence` is the broker's side: which accounts changed (the table's entries and the
 engine's partitions), one transaction per flush holding just those accounts (never the whole
-store), sealed and written in the executor. Callers await the flush before they reply, so a
+store), sealed and written in the executor; only once the commit landed may the engine drop those
+accounts' partitions from memory. Callers await the flush before they reply, so a
 token a caller received is on disk; flushes take turns and a flush writes everything changed
 so far, so a burst of changes to one account is coalesced into the flush that is next.
 """
@@ -111,6 +112,8 @@ class AccountStore:
         os.replace(fresh, self.path)
         fsync_dir(self.path.parent)
         self.legacy = None
+        self.records.close()  # from now on the records are the converted database's: an
+        self.records.open()  # account the engine drops from memory is read back from it
         log.info("the store %s was converted to one record per account (the old file is "
                  "kept beside it as %s.migrated-*)", self.path, self.path.name)
         return written
@@ -181,13 +184,19 @@ class Persistence:
 
     def _write(self, entries: Mapping[str, Mapping[str, Any] | None], meta: dict[str, Any],
                durable: bool) -> int:
-        """In the executor: snapshot each changed account's partitions, seal, commit."""
+        """In the executor: snapshot each changed account's partitions, seal, commit; then
+        the engine may drop those accounts from memory (not before: the store must hold what
+        it would read back). A failed commit keeps them in memory for the next flush."""
         assert self.store is not None
-        # an account never used this run has no snapshot: the store keeps its tokens
-        changes = [Change(hid, entry, None if entry is None else self.engine.snapshot(hid))
+        # an account not in memory has no snapshot: the store keeps its tokens; a removed
+        # account's (emptied) snapshot clears its change marks, its row goes
+        snapshots = {hid: self.engine.snapshot(hid) for hid in entries}
+        changes = [Change(hid, entry, None if entry is None else snapshots[hid])
                    for hid, entry in entries.items()]
-        return self.store.commit(changes, None if meta == self._saved_meta else meta,
-                                 durable=durable)
+        written = self.store.commit(changes, None if meta == self._saved_meta else meta,
+                                    durable=durable)
+        self.engine.saved(entries)
+        return written
 
     async def aclose(self) -> None:
         await self.flush()
