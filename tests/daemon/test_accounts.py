@@ -24,6 +24,7 @@ from fixtures.broker_core import (
     make_core,
     person,
     silent,
+    two_sign_ins,
     xms_cc,
 )
 
@@ -33,10 +34,7 @@ def test_several_accounts_default_and_remove(authority, tmp_path: Path) -> None:
 
     async def scenario() -> None:
         core = make_core(authority.authority, store, person())
-        first = await interactive(core)
-        core._open_url = person(SECOND)
-        second = await interactive(core)
-        assert first.account and second.account
+        first, second = await two_sign_ins(core)
         names = [a.username for a in await accounts(core)]
         assert names == [SECOND, USER]  # the most recent sign-in is the default, listed first
         assert (await silent(core)).account.username == SECOND  # type: ignore[union-attr]

@@ -34,6 +34,7 @@ from fixtures.broker_core import (
     make_core,
     person,
     silent,
+    two_sign_ins,
 )
 
 EDGE = "d7b530a4-7680-4c23-a8bf-c52c121d2e87"  # a family member, like the Azure CLI
@@ -51,9 +52,7 @@ def test_accounts_have_their_own_partitions_and_removal_touches_one(authority,
 
     async def scenario() -> None:
         core = make_core(authority.authority, store, person())
-        first = await interactive(core)
-        core._open_url = person(SECOND)
-        second = await interactive(core)
+        first, second = await two_sign_ins(core)
         assert first.account and second.account
         a, b = first.account.home_account_id, second.account.home_account_id
         assert _hids_in(core.engine.partition(a).serialize()) == {a}

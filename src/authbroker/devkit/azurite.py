@@ -2,7 +2,7 @@
 
 Azurite (Microsoft's storage emulator, an npm package) runs with ``--oauth basic`` over HTTPS,
 using the local authority's server certificate, in memory, without telemetry, on a port the
-kernel picks. See docs local-authority.md §5.
+kernel picks. See docs/local-authority.md §5.
 """
 
 from __future__ import annotations
