@@ -16,7 +16,14 @@ from collections import deque
 from contextlib import closing
 
 import pytest
-from jeepney import DBusAddress, DBusErrorResponse, MatchRule, MessageType, new_method_call
+from jeepney import (
+    DBusAddress,
+    DBusErrorResponse,
+    HeaderFields,
+    MatchRule,
+    MessageType,
+    new_method_call,
+)
 from jeepney.bus_messages import message_bus
 from jeepney.io.blocking import Proxy, open_dbus_connection
 
@@ -383,3 +390,32 @@ def test_get_status_is_refused_to_a_foreign_uid(dbus_session, conn):
         err = assert_error_object(reply, broker1.Status.INCORRECT_CONFIGURATION, token_method=False)
         assert f"uid {os.getuid()}" in err["context"] and "signIns" not in reply
         assert toy.handler.calls == []
+
+
+def test_a_burst_of_calls_waits_its_turn_instead_of_being_refused(toy, conn):
+    """120 silent calls sent at once (each takes 50 ms in the handler, so well over the 64 the
+    daemon serves at a time are pending together): every one gets its token, none is "busy".
+    (120: dbus-daemon's default limit is 128 pending replies per connection.)"""
+    from authbroker.daemon.service import MAX_CALLS_IN_FLIGHT
+
+    count = 120
+    assert count > MAX_CALLS_IN_FLIGHT
+    serials = []
+    for n in range(count):
+        msg = new_method_call(BROKER, broker1.Method.ACQUIRE_TOKEN_SILENTLY.value, "sss", (
+            "0.0", f"burst-{n}", json.dumps({"authParameters": auth(["slow:0.05"])})))
+        serial = next(conn.outgoing_serial)
+        conn.send(msg, serial=serial)
+        serials.append(serial)
+    replies = {}
+    deadline = time.monotonic() + 20
+    while len(replies) < count and time.monotonic() < deadline:
+        incoming = conn.receive(timeout=max(0.1, deadline - time.monotonic()))
+        reply_to = incoming.header.fields.get(HeaderFields.reply_serial)
+        if reply_to in serials:
+            assert incoming.header.message_type is MessageType.method_return, incoming.body
+            replies[reply_to] = json.loads(incoming.body[0])["brokerTokenResponse"]
+    assert len(replies) == count
+    refused = [r for r in replies.values() if "error" in r]
+    assert refused == []
+    assert {r["accessToken"] for r in replies.values()} == {access_token_for(("slow:0.05",))}

@@ -53,8 +53,10 @@ from authbroker.errors import BrokerProtocolError, BrokerStatusError, NameTakenE
 log = logging.getLogger(__name__)
 access_log = logging.getLogger(config.ACCESS_LOGGER)
 
-#: Calls running at once; beyond this a caller gets a "busy" error object at once.
+#: Calls served at once (sign-ins aside: they mostly wait on a person); more take turns.
 MAX_CALLS_IN_FLIGHT = 64
+#: Calls waiting for their turn; beyond this a caller gets a "busy" error object at once.
+MAX_CALLS_QUEUED = 4096
 _OUR_INTERFACES = frozenset(spec.interface for spec in broker1.METHODS.values())
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._:-]")
 
@@ -104,6 +106,7 @@ class BrokerService:
         self.endpoint = BusEndpoint(self.bus, self._serve)
         self._requests: TextMemo[broker1.Request] = TextMemo()  # repeated silent calls
         self._encoded: IdentityMemo[str] = IdentityMemo()  # the core's cached results
+        self._turns = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
 
     @property
     def unique_name(self) -> str:
@@ -260,11 +263,20 @@ class BrokerService:
     async def _broker_reply(self, spec: MethodSpec, sender: str, signature: str,
                             body: tuple[Any, ...], correlation_id: str) -> str:
         method = spec.method
-        # Issue 11: checked once the call is queued, so a burst can be refused; kept as is.
-        if self.endpoint.in_flight > MAX_CALLS_IN_FLIGHT:
+        # A burst waits its turn (a well-behaved client is never refused a cached token because
+        # others asked at the same moment); only a backlog past MAX_CALLS_QUEUED is refused.
+        if self.endpoint.in_flight > MAX_CALLS_IN_FLIGHT + MAX_CALLS_QUEUED:
             raise BrokerStatusError(broker1.Status.TRANSIENT_ERROR,
                                     "the broker is busy with too many calls; try again",
                                     tag="service.busy")
+        if method is broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY:
+            return await self._served(spec, sender, signature, body, correlation_id)
+        async with self._turns:
+            return await self._served(spec, sender, signature, body, correlation_id)
+
+    async def _served(self, spec: MethodSpec, sender: str, signature: str,
+                      body: tuple[Any, ...], correlation_id: str) -> str:
+        method = spec.method
         uid = await self._caller_uid(sender)
         if signature != spec.signature:
             raise BrokerStatusError(
