@@ -185,3 +185,26 @@ def test_repeated_calls_differ_in_time_id_and_duration_only(tmp_path: Path):
         "account": {"homeAccountId": "oid.tid", "username": "someone@example.com"},
     }
     assert third["served"] == "refresh" and third["account"] is None and "via" not in third
+
+
+def test_a_token_call_refused_before_the_core_has_its_line_too(running, dbus_session):
+    """A malformed acquireTokenSilently is refused by the D-Bus service itself (status 6): it is
+    still a refused token call, so it is audited, with the caller, and once."""
+    from contextlib import closing
+
+    from jeepney import DBusAddress, new_method_call
+    from jeepney.io.blocking import open_dbus_connection
+
+    daemon, env, path = running
+    broker = DBusAddress(broker1.OBJECT_PATH, bus_name=broker1.BUS_NAME,
+                         interface=broker1.INTERFACE)
+    with closing(open_dbus_connection(dbus_session.address)) as conn:
+        msg = new_method_call(broker, broker1.Method.ACQUIRE_TOKEN_SILENTLY.value, "sss",
+                              ("0.0", "corr-malformed", "{not json"))
+        reply = json.loads(conn.send_and_get_reply(msg, timeout=10).body[0])
+    assert reply["brokerTokenResponse"]["error"]["status"] == broker1.Status.API_CONTRACT_VIOLATION
+    found = lines(path)
+    assert [(e["served"], e["status"], e["correlationId"]) for e in found] == [
+        ("error", int(broker1.Status.API_CONTRACT_VIOLATION), "corr-malformed")]
+    assert found[0]["caller"]["pid"] == os.getpid()
+    assert found[0]["tag"] == site_tag("service.parse")

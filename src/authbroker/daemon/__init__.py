@@ -28,6 +28,7 @@ from authbroker.config import Settings, setting
 from authbroker.errors import AuthBrokerError, BrokerStatusError, ConfigurationError, NameTakenError
 
 if TYPE_CHECKING:
+    from authbroker.daemon.audit import AuditLog
     from authbroker.daemon.handler import CallContext, Handler
 
 __all__ = ["EXIT_CONFIG", "EXIT_ERROR", "EXIT_NAME_TAKEN", "EXIT_OK", "DaemonOptions", "run"]
@@ -81,25 +82,27 @@ def _settings(options: DaemonOptions) -> Settings:
     return settings
 
 
-def _build_core(options: DaemonOptions, settings: Settings) -> Handler:
-    from authbroker.daemon.audit import AuditLog
+def _build_core(options: DaemonOptions, settings: Settings, audit_log: AuditLog) -> Handler:
     from authbroker.daemon.broker import BrokerCore
     from authbroker.daemon.store import Store, default_store_path
 
     store = Store(options.store or default_store_path())
-    return BrokerCore(store=store, settings=settings, audit_log=AuditLog())
+    return BrokerCore(store=store, settings=settings, audit_log=audit_log)
 
 
 async def _main(options: DaemonOptions) -> int:
+    from authbroker.daemon.audit import AuditLog
     from authbroker.daemon.service import BrokerService
 
     settings = _settings(options)
+    audit_log = AuditLog()  # one log: refusals at the service, and everything the core serves
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     handler = _DeferredHandler()
-    service = BrokerService(handler, bus=options.bus, idle_exit=options.idle_exit)
+    service = BrokerService(handler, bus=options.bus, idle_exit=options.idle_exit,
+                            audit_log=audit_log)
     try:
         await service.start()  # the name first ...
     except NameTakenError as exc:
@@ -107,7 +110,7 @@ async def _main(options: DaemonOptions) -> int:
         return EXIT_NAME_TAKEN
     try:
         try:  # ... the core after, while calls already queue on the deferred handler
-            core = await asyncio.to_thread(_build_core, options, settings)
+            core = await asyncio.to_thread(_build_core, options, settings, audit_log)
         except AuthBrokerError as exc:
             log.error("cannot start the broker core: %s", exc)
             handler.ready.set_exception(exc)

@@ -96,10 +96,11 @@ class AuditLog:
                         f'"ms":{ms},{tail}')
 
     def refused(self, method: broker1.AnyMethod, ctx: CallContext,
-                auth: broker1.AuthParameters, account: dict[str, str] | None,
+                auth: broker1.AuthParameters | None, account: dict[str, str] | None,
                 error: BaseException, started: float) -> None:
         """A token refused: ``error`` is the BrokerStatusError the caller gets (anything else
-        is reported as the internal error the caller gets)."""
+        is reported as the internal error the caller gets). ``auth`` is None for a call the
+        service refused before its request was read (another uid, busy, malformed)."""
         entry: dict[str, Any] = {"time": _now(), "correlationId": ctx.correlation_id,
                                  "ms": round((time.monotonic() - started) * 1000, 2)}
         entry.update(self._static(method, ctx, auth), account=account, served=ERROR)
@@ -112,15 +113,15 @@ class AuditLog:
         self.write(entry)
 
     def _static(self, method: broker1.AnyMethod, ctx: CallContext,
-                auth: broker1.AuthParameters) -> dict[str, Any]:
+                auth: broker1.AuthParameters | None) -> dict[str, Any]:
         """What a caller's repeated calls have in common."""
         return {
             "method": method.value,
             "caller": {"busName": ctx.sender, "pid": ctx.pid,
                        "executable": self._executable(ctx)},
-            "clientId": auth.client_id,
-            "scopes": list(auth.requested_scopes),
-            "authority": auth.authority,
+            "clientId": auth.client_id if auth else "",
+            "scopes": list(auth.requested_scopes) if auth else [],
+            "authority": auth.authority if auth else "",
         }
 
     def _executable(self, ctx: CallContext) -> str:

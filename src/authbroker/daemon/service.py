@@ -39,6 +39,7 @@ from authbroker import broker1, config
 from authbroker.broker1.introspect import introspection_xml, parent_node_xml
 from authbroker.broker1.memo import IdentityMemo, TextMemo
 from authbroker.broker1.methods import BY_NAME, MethodSpec
+from authbroker.daemon.audit import AuditLog
 from authbroker.daemon.bus import (
     ERR_UNKNOWN_INTERFACE,
     ERR_UNKNOWN_METHOD,
@@ -97,8 +98,10 @@ class BrokerService:
         bus_name: str = broker1.BUS_NAME,
         expected_uid: int | None = None,
         idle_exit: float | None = None,
+        audit_log: AuditLog | None = None,
     ) -> None:
         self.handler = handler
+        self.audit = audit_log  # token calls refused here, before the core sees them
         self.bus = bus or default_bus()
         self.bus_name = bus_name
         self.expected_uid = os.getuid() if expected_uid is None else expected_uid
@@ -249,6 +252,8 @@ class BrokerService:
         except _Refused as exc:
             reply = broker1.encode(broker1.error_reply(exc.error, method))
             outcome = exc.outcome
+            if self.audit is not None and spec.token_call:
+                await self._audit_refusal(spec, sender, correlation_id, exc.error, started)
         except Exception as exc:
             log.error("%s correlation=%s failed with unexpected %s at %s", method.value,
                       safe_id(correlation_id), type(exc).__name__, _where(exc))
@@ -266,9 +271,9 @@ class BrokerService:
         # A burst waits its turn (a well-behaved client is never refused a cached token because
         # others asked at the same moment); only a backlog past MAX_CALLS_QUEUED is refused.
         if self.endpoint.in_flight > MAX_CALLS_IN_FLIGHT + MAX_CALLS_QUEUED:
-            raise BrokerStatusError(broker1.Status.TRANSIENT_ERROR,
-                                    "the broker is busy with too many calls; try again",
-                                    tag="service.busy")
+            raise _Refused(BrokerStatusError(
+                broker1.Status.TRANSIENT_ERROR, "the broker is busy with too many calls; try again",
+                tag="service.busy"), outcome=f"status {int(broker1.Status.TRANSIENT_ERROR)} (busy)")
         if method is broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY:
             return await self._served(spec, sender, signature, body, correlation_id)
         async with self._turns:
@@ -278,17 +283,18 @@ class BrokerService:
                       body: tuple[Any, ...], correlation_id: str) -> str:
         method = spec.method
         uid = await self._caller_uid(sender)
+        violation = f"status {int(broker1.Status.API_CONTRACT_VIOLATION)}"
         if signature != spec.signature:
-            raise BrokerStatusError(
+            raise _Refused(BrokerStatusError(
                 broker1.Status.API_CONTRACT_VIOLATION,
                 f"{method.value} takes {spec.describe_args()}, not D-Bus signature "
-                f"{signature!r}", tag="service.signature")
+                f"{signature!r}", tag="service.signature"), outcome=violation)
         try:
             request = self._requests.get(method, body[-1], partial(broker1.parse_request, method))
         except BrokerProtocolError as exc:
-            raise BrokerStatusError(broker1.Status.API_CONTRACT_VIOLATION,
-                                    f"malformed {method.value} request: {exc}",
-                                    tag="service.parse") from None
+            raise _Refused(BrokerStatusError(broker1.Status.API_CONTRACT_VIOLATION,
+                                             f"malformed {method.value} request: {exc}",
+                                             tag="service.parse"), outcome=violation) from None
         signs_in = method is broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY and bool(sender)
         ctx = CallContext(  # the handler logs the id: give it the log-safe form
             correlation_id=safe_id(correlation_id), sender=sender, uid=uid,
@@ -317,6 +323,17 @@ class BrokerService:
                 f"this broker serves uid {self.expected_uid} only; the caller runs as uid {uid}",
                 tag="service.foreign-uid"), outcome=f"refused foreign uid {uid}")
         return uid
+
+    async def _audit_refusal(self, spec: MethodSpec, sender: str, correlation_id: str,
+                             error: BrokerStatusError, started: float) -> None:
+        """The audit line of a token call refused before its request reached the core."""
+        assert self.audit is not None
+        try:
+            pid = await self.endpoint.pid_of(sender) if sender else None
+        except Exception:  # the caller may be gone already: the line still says who asked
+            pid = None
+        ctx = CallContext(correlation_id=safe_id(correlation_id), sender=sender, pid=pid)
+        self.audit.refused(spec.method, ctx, None, None, error, started)
 
     def _caller_left(self, sender: str) -> None:
         cancelled = self.handler.caller_left(sender)
