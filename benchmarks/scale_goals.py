@@ -16,17 +16,19 @@ class Spec:
     digits: int = 2
 
 
+def with_p95(key: str, label: str, digits: int = 2) -> tuple[Spec, Spec]:
+    """A latency figure's median and its 95th percentile (``<key>_p95``), in ms."""
+    return Spec(key, f"{label} (p50)", "ms", digits), Spec(f"{key}_p95", "↳ p95", "ms", digits)
+
+
 SPECS = [
     Spec("population", "population (sign-ins + new-scope calls)", "s", 1),
     Spec("sign_ins", "↳ the sign-ins", "s", 1),
     Spec("scopes", "↳ the new-scope calls", "s", 1),
-    Spec("refresh", "forced refresh, random account (p50)", "ms"),
-    Spec("refresh_p95", "↳ p95", "ms"),
+    *with_p95("refresh", "forced refresh, random account"),
     Spec("msal", "the same refresh in-process by msal, 1 account (p50)", "ms"),
-    Spec("new_scope", "token for a new scope (p50)", "ms"),
-    Spec("new_scope_p95", "↳ p95", "ms"),
-    Spec("cached", "cached silent, 1 client, random keys (p50)", "ms", 3),
-    Spec("cached_p95", "↳ p95", "ms", 3),
+    *with_p95("new_scope", "token for a new scope"),
+    *with_p95("cached", "cached silent, 1 client, random keys", 3),
     Spec("memo", "cached silent, 1 client, the same key (the memo)", "ms", 3),
     Spec("cached_many", "cached silent, client processes, random keys", "calls/s", 0),
     Spec("accounts", "getAccounts (p50)", "ms"),

@@ -36,10 +36,10 @@ while True:
 """
 
 
-def _kill_while_writing(path: Path) -> tuple[int, int]:
-    """Run the writer ~0.5 s, SIGKILL it; return (version it loaded, last completed save)."""
+def _kill_mid_writes(writer: str, path: Path) -> tuple[int, list[int]]:
+    """Run ``writer`` on ``path`` ~0.5 s, SIGKILL it; (version it loaded, completed writes)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(path)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", writer, str(path)], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     first = proc.stdout.readline().split()
@@ -49,8 +49,14 @@ def _kill_while_writing(path: Path) -> tuple[int, int]:
     proc.wait()
     completed = [int(line) for line in proc.stdout.read().split()]
     proc.stdout.close()
-    assert completed, "the writer made no save in 0.5 s"
-    return int(first[1]), completed[-1]
+    assert completed, "the writer made no write in 0.5 s"
+    return int(first[1]), completed
+
+
+def _kill_while_writing(path: Path) -> tuple[int, int]:
+    """Run the writer ~0.5 s, SIGKILL it; return (version it loaded, last completed save)."""
+    loaded, completed = _kill_mid_writes(_WRITER, path)
+    return loaded, completed[-1]
 
 
 def test_kill_9_during_writes_leaves_a_loadable_store(tmp_path: Path) -> None:
@@ -124,17 +130,8 @@ def test_kill_9_during_record_commits_leaves_every_account_readable(tmp_path: Pa
     path = tmp_path / "store.enc"
     expected = 0
     for _ in range(3):
-        proc = subprocess.Popen([sys.executable, "-c", _RECORD_WRITER, str(path)],
-                                stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None
-        first = proc.stdout.readline().split()
-        assert first == ["loaded", str(expected)], first
-        time.sleep(0.5)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        done = [int(line) for line in proc.stdout.read().split()]
-        proc.stdout.close()
-        assert done, "the writer made no commit in 0.5 s"
+        loaded_version, done = _kill_mid_writes(_RECORD_WRITER, path)
+        assert loaded_version == expected
         store = RecordStore(path, FileKeyProvider(tmp_path / "store.key"))
         loaded = store.open()
         latest = max(int(a["version"]) for a in loaded.accounts.values())

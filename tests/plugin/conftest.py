@@ -10,6 +10,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+from azure.core.exceptions import ClientAuthenticationError
 
 from azure.identity.broker import InteractiveBrowserBrokerCredential
 from azure.identity.broker.aio import InteractiveBrowserBrokerCredential as AioCredential
@@ -130,3 +131,12 @@ def start_daemon(authority, dbus_session, tmp_path: Path, monkeypatch: pytest.Mo
 def broker_daemon(start_daemon) -> RunningDaemon:
     """Our daemon owning com.microsoft.identity.broker1 on a private session bus."""
     return start_daemon()
+
+
+def two_tenants(credential) -> None:
+    """An additionally allowed tenant is served for the same account; another one is refused."""
+    credential.get_token(STORAGE_SCOPE)
+    other = credential.get_token(STORAGE_SCOPE, tenant_id="contoso.example")
+    assert claims_of(other.token)["upn"] == USERNAME
+    with pytest.raises(ClientAuthenticationError, match="additionally_allowed_tenants"):
+        credential.get_token(STORAGE_SCOPE, tenant_id="fabrikam.example")

@@ -12,14 +12,8 @@ from __future__ import annotations
 import webbrowser
 
 from authbroker.broker1 import Account
-from authbroker.plugin.backends.base import (
-    BackendError,
-    Kind,
-    Token,
-    TokenQuery,
-    Unusable,
-    reason_text,
-)
+from authbroker.plugin.backends import base
+from authbroker.plugin.backends.base import BackendError, Kind, Token, TokenQuery
 from authbroker.plugin.backends.msal_apps import (
     MsalApps,
     MsalSettings,
@@ -31,7 +25,7 @@ from authbroker.plugin.backends.msal_apps import (
 NAME = "browser"
 
 
-def why_unavailable() -> Unusable:
+def why_unavailable() -> base.Unusable:
     """Why no browser can be opened here (and the fix), or None."""
     try:
         webbrowser.get()
@@ -41,7 +35,7 @@ def why_unavailable() -> Unusable:
 
 
 def unavailable_reason() -> str | None:
-    return reason_text(why_unavailable())
+    return base.reason_text(why_unavailable())
 
 
 class BrowserBackend:
