@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import msal
@@ -60,6 +60,16 @@ class Partition(msal.SerializableTokenCache):  # type: ignore[misc]
         return any(True for _ in self.search(kind, query=query))
 
 
+def _delegated(name: str) -> Callable[..., Any]:
+    """A method that calls ``name`` on the partition being served at the time of the call."""
+
+    def method(self: RoutingCache, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self._served(), name)(*args, **kwargs)
+
+    method.__name__ = name
+    return method
+
+
 class RoutingCache:
     """An msal app's ``token_cache``: every call goes to the partition this thread serves."""
 
@@ -88,29 +98,14 @@ class RoutingCache:
 
     # msal keeps bound methods of its cache (e.g. ``on_removing_rt=cache.remove_rt``) from
     # the app's construction on: these resolve the partition when called, not when bound.
-    def search(self, *args: Any, **kwargs: Any) -> Any:
-        return self._served().search(*args, **kwargs)
-
-    def add(self, *args: Any, **kwargs: Any) -> Any:
-        return self._served().add(*args, **kwargs)
-
-    def modify(self, *args: Any, **kwargs: Any) -> Any:
-        return self._served().modify(*args, **kwargs)
-
-    def remove_rt(self, *args: Any, **kwargs: Any) -> Any:
-        return self._served().remove_rt(*args, **kwargs)
-
-    def update_rt(self, *args: Any, **kwargs: Any) -> Any:
-        return self._served().update_rt(*args, **kwargs)
-
-    def remove_at(self, *args: Any, **kwargs: Any) -> Any:
-        return self._served().remove_at(*args, **kwargs)
-
-    def remove_idt(self, *args: Any, **kwargs: Any) -> Any:
-        return self._served().remove_idt(*args, **kwargs)
-
-    def remove_account(self, *args: Any, **kwargs: Any) -> Any:
-        return self._served().remove_account(*args, **kwargs)
+    search = _delegated("search")
+    add = _delegated("add")
+    modify = _delegated("modify")
+    remove_rt = _delegated("remove_rt")
+    update_rt = _delegated("update_rt")
+    remove_at = _delegated("remove_at")
+    remove_idt = _delegated("remove_idt")
+    remove_account = _delegated("remove_account")
 
 
 class AccountTokens:
