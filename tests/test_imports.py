@@ -1,6 +1,6 @@
 """The layering contract: parts import downwards only (plain ``ast`` over ``src/``).
 
-Layers, bottom first: errors · config · entra · files → broker1 → client · daemon · plugin ·
+Layers, bottom first: errors · config · entra · files · shr → broker1 → client · daemon · plugin ·
 authority (with ``azure.identity.broker``) → devkit · demo → cli. A module may import its own
 part and any lower layer; the only sideways edge is the plugin's use of the client. The local
 authority imports nothing of daemon, plugin, client or broker1, and nothing below devkit imports
@@ -17,7 +17,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYER = {
-    "errors": 0, "config": 0, "entra": 0, "files": 0,
+    "errors": 0, "config": 0, "entra": 0, "files": 0, "shr": 0,
     "broker1": 1,
     "client": 2, "daemon": 2, "plugin": 2, "authority": 2, "azure.identity.broker": 2,
     "devkit": 3, "demo": 3,
