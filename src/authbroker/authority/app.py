@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from authbroker.authority import authorize, errors, token_endpoint
+from authbroker.authority import authorize, errors, pop_resource, token_endpoint
 from authbroker.authority.directory import CONSUMER_TENANT_ID
 from authbroker.authority.errors import EntraError
 from authbroker.authority.state import STATE_KEY, AuthorityState, authority_of
@@ -147,4 +147,5 @@ def create_app(st: AuthorityState) -> web.Application:
     app.router.add_post("/{tenant}/oauth2/v2.0/devicecode", token_endpoint.devicecode)
     app.router.add_get("/devicelogin", authorize.devicelogin_get)
     app.router.add_post("/devicelogin", authorize.devicelogin_post)
+    pop_resource.add_routes(app)
     return app

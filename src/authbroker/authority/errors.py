@@ -247,3 +247,11 @@ def internal_error() -> EntraError:
         "There was an error issuing a token or an issue with our sign-in service.",
         status=500,
     )
+
+
+def invalid_request_parameter(name: str, detail: str) -> EntraError:
+    """Entra's InvalidRequestParameter (AADSTS90100), used for ``token_type``/``req_cnf``."""
+    return EntraError(
+        "invalid_request", 90100,
+        f"The parameter '{name}' is empty or not valid: {detail}.",
+    )

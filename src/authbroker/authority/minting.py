@@ -85,6 +85,7 @@ class Grant:
     nonce: str | None = None
     capabilities: tuple[str, ...] = ()
     family: bool = False  # the client is in the family of client ids: answer with "foci"
+    cnf_kid: str | None = None  # a PoP request: the access token is bound to this key id
 
 
 class Minter:
@@ -148,6 +149,8 @@ class Minter:
             })
         if grant.capabilities:
             claims["xms_cc"] = list(grant.capabilities)
+        if grant.cnf_kid is not None:
+            claims["cnf"] = {"kid": grant.cnf_kid}
         return self.key.sign(claims)
 
     def response(
@@ -155,7 +158,7 @@ class Minter:
     ) -> dict[str, Any]:
         now = int(time.time())
         body: dict[str, Any] = {
-            "token_type": "Bearer",
+            "token_type": "Bearer" if grant.cnf_kid is None else "pop",
             "scope": grant.scopes.text,
             "expires_in": self.lifetime,
             "ext_expires_in": self.lifetime,

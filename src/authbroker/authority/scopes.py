@@ -18,6 +18,10 @@ AZURE_RESOURCE_SUFFIXES = (
     ".usgovcloudapi.net", ".microsoft.com",
 )
 AZURE_RESOURCES = frozenset({STORAGE_APP_ID, "797f4846-ba00-4fd7-ba43-dac1f8f63013"})
+#: The authority's own PoP-protected demo resource (``/resource/pop``): the audience of its
+#: tokens and the scope a client asks for (a v2 token, ``aud`` = the App ID URI).
+POP_RESOURCE = "api://authbroker-pop"
+POP_RESOURCE_SCOPE = f"{POP_RESOURCE}/.default"
 
 
 @dataclass(frozen=True)

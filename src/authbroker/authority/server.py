@@ -17,6 +17,8 @@ from authbroker.authority.directory import Clients, Directory
 from authbroker.authority.flows import Flows
 from authbroker.authority.minting import Minter, SigningKey
 from authbroker.authority.pki import PkiPaths, ensure_pki
+from authbroker.authority.pop_resource import POP_RESOURCE_PATH
+from authbroker.authority.scopes import POP_RESOURCE_SCOPE
 from authbroker.authority.state import AuthorityState
 
 
@@ -57,6 +59,8 @@ class RunningAuthority:
             "openid_configuration":
                 f"{self.authority}/{self.tenant_id}/v2.0/.well-known/openid-configuration",
             "data_dir": str(self.data_dir),
+            "pop_resource": f"{self.authority}{POP_RESOURCE_PATH}",
+            "pop_resource_scope": POP_RESOURCE_SCOPE,
             "pid": os.getpid(),
         }
 

@@ -10,6 +10,7 @@ from authbroker.authority import errors
 from authbroker.authority.directory import Clients, Directory, TenantScope
 from authbroker.authority.flows import Flows
 from authbroker.authority.minting import Minter
+from authbroker.authority.nonces import Nonces
 
 
 @dataclass
@@ -19,6 +20,7 @@ class AuthorityState:
     minter: Minter
     flows: Flows = field(default_factory=Flows)
     device_interval: int = 1
+    nonces: Nonces = field(default_factory=Nonces)  # the PoP demo resource's challenges
     base_url: str = ""  # set once the socket is bound: https://127.0.0.1:PORT
 
     def tenant(self, segment: str) -> TenantScope:

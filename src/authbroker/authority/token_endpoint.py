@@ -14,6 +14,7 @@ from aiohttp import web
 from authbroker.authority import errors
 from authbroker.authority.flows import DeviceRecord, RefreshRecord
 from authbroker.authority.minting import Grant, b64url
+from authbroker.authority.pop_request import requested_cnf
 from authbroker.authority.scopes import (
     ScopeRequest,
     client_capabilities,
@@ -94,13 +95,13 @@ def _scopes(form: dict[str, str], fallback: str) -> ScopeRequest:
 
 
 def _refresh(st: AuthorityState, form: dict[str, str], client_id: str,
-             claims: dict[str, Any]) -> web.Response:
+             claims: dict[str, Any], cnf_kid: str | None) -> web.Response:
     requested = parse_scopes(form["scope"]) if form.get("scope") else None  # before spending
     family = st.clients.in_family(client_id)
     old = st.flows.redeem_refresh(_require(form, "refresh_token"), client_id,
                                   family_member=family)
     grant = Grant(old.user, client_id, requested or parse_scopes(old.scope), old.auth_time,
-                  capabilities=_capabilities(claims), family=family)
+                  capabilities=_capabilities(claims), family=family, cnf_kid=cnf_kid)
     return _respond(st, grant, chain=old.chain, form=form)
 
 
@@ -113,8 +114,9 @@ async def token(request: web.Request) -> web.Response:
         raise errors.unsupported_grant(grant_type)
     client_id = _client(st, request, form)
     claims = parse_claims(form.get("claims"))
+    cnf_kid = requested_cnf(form)  # before any code or refresh token is spent
     if grant_type == "refresh_token":
-        return _refresh(st, form, client_id, claims)
+        return _refresh(st, form, client_id, claims, cnf_kid)
     family = st.clients.in_family(client_id)
     if grant_type == "authorization_code":
         code = st.flows.redeem_code(_require(form, "code"), client_id)
@@ -123,7 +125,8 @@ async def token(request: web.Request) -> web.Response:
         _verify_pkce(code.code_challenge, form.get("code_verifier"))
         scopes = _scopes(form, code.scope)
         grant = Grant(code.user, client_id, scopes, code.auth_time, nonce=code.nonce,
-                      capabilities=_capabilities(code.claims, claims), family=family)
+                      capabilities=_capabilities(code.claims, claims), family=family,
+                      cnf_kid=cnf_kid)
         code.chain = st.flows.new_chain() if scopes.offline else None
         return _respond(st, grant, chain=code.chain, form=form)
     device_code = form.get("device_code") or form.get("code") or ""
@@ -133,7 +136,8 @@ async def token(request: web.Request) -> web.Response:
     assert device.user is not None
     scopes = parse_scopes(device.scope)
     grant = Grant(device.user, client_id, scopes, device.auth_time,
-                  capabilities=_capabilities(device.claims, claims), family=family)
+                  capabilities=_capabilities(device.claims, claims), family=family,
+                  cnf_kid=cnf_kid)
     return _respond(st, grant, chain=st.flows.new_chain() if scopes.offline else None,
                     form=form)
 

@@ -205,6 +205,8 @@ class AuthorityProcess(Child):
     tenant_id = _info_field("tenant_id", "its demo tenant")
     ca_bundle = _info_field("ca_bundle", "the machine's roots and its CA (REQUESTS_CA_BUNDLE)")
     ca_cert = _info_field("ca_cert", "its CA certificate alone")
+    pop_resource = _info_field("pop_resource", "its PoP-protected demo resource's https URL")
+    pop_resource_scope = _info_field("pop_resource_scope", "the scope a token for it asks for")
 
     @property
     def port(self) -> int:
