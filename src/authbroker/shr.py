@@ -91,13 +91,14 @@ def req_cnf(kid: str) -> str:
 def sign(
     key: rsa.RSAPrivateKey, *, method: str, host: str, path: str,
     at: str | None = None, nonce: str | None = None, client_claims: str | None = None,
-    ts: int | None = None,
+    ts: int | None = None, jwk: Mapping[str, str] | None = None,
 ) -> str:
     """A Signed HTTP Request for one HTTP request (``at`` omitted: a request without a token).
 
-    ``host`` is host[:port] as the resource sees it, ``path`` the path without the query.
+    ``host`` is host[:port] as the resource sees it, ``path`` the path without the query;
+    ``jwk`` is ``public_jwk(key)`` when the caller keeps it (saves recomputing it per call).
     """
-    jwk = public_jwk(key)
+    jwk = dict(jwk) if jwk is not None else public_jwk(key)
     payload: dict[str, Any] = {}
     if at is not None:
         payload["at"] = at

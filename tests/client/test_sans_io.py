@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from jeepney import HeaderFields
 
@@ -30,3 +32,18 @@ def test_naming_no_account_for_the_default_is_a_value_error():
         Broker1Messages.default_request()
     with pytest.raises(ValueError):
         Broker1Messages.default_request("oid.tid", "user@contoso.example")
+
+
+def test_signed_http_request_names_the_account() -> None:
+    pop = broker1.PopParams("GET", "h", "/p", nonce="n")
+    request = Broker1Messages.signed_http_request("c", pop, "oid.tid")
+    assert request.pop_params.home_account_id == "oid.tid"
+    assert Broker1Messages.signed_http_request(
+        "c", broker1.PopParams("GET", "h", "/p", home_account_id="a.b")).pop_params == \
+        broker1.PopParams("GET", "h", "/p", home_account_id="a.b")
+    with pytest.raises(ValueError):
+        Broker1Messages.signed_http_request("c", pop)
+    _cid, message = Broker1Messages().call(broker1.Method.GENERATE_SIGNED_HTTP_REQUEST, request)
+    assert message.header.fields[HeaderFields.member] == "generateSignedHttpRequest"
+    sent = json.loads(message.body[2])
+    assert sent == {"clientId": "c", "popParams": request.pop_params.to_wire()}

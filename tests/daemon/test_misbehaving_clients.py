@@ -1,7 +1,7 @@
 """Clients that misbehave, against the real daemon process on a private bus and the real local
 authority: a caller that dies during its sign-in (the daemon cancels it at once, closing its
 loopback listener or withdrawing its device code), a caller that shows no device-code prompt
-(``authbroker status`` shows it), PoP requests (a clear error, never a bearer token)."""
+(``authbroker status`` shows it), mTLS PoP requests (a clear error, never a bearer token)."""
 
 from __future__ import annotations
 
@@ -183,10 +183,10 @@ def test_status_shows_the_code_a_person_then_enters(start):
     assert f"* {USER}" in table and "sign-ins waiting: none" in table
 
 
-def test_pop_requests_get_a_clear_error_never_a_bearer_token(start):
+def test_mtls_pop_requests_get_a_clear_error_never_a_bearer_token(start):
     setup = start(AUTHBROKER_UI="browser")
     pop = broker1.PopParams(http_method="GET", uri_host="storage.example", uri_path="/c",
-                            nonce="n0nce")
+                            nonce="n0nce", authentication_scheme="mtls_pop")
     auth = broker1.AuthParameters(client_id=CLIENT_ID, requested_scopes=(SCOPE,),
                                   authority="https://127.0.0.1/organizations", pop_params=pop)
     with BrokerClient(timeout=30) as client:

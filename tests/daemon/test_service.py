@@ -110,10 +110,15 @@ def test_every_method_answers_with_the_right_shape(toy, conn):
                        broker1.CancelRequest().to_wire()) == {"ok": True}
     version = broker_call(conn, broker1.Method.GET_LINUX_BROKER_VERSION, {"clientId": CLIENT_ID})
     assert version == {"linuxBrokerVersion": broker1.BROKER_VERSION}
-    for method in (broker1.Method.ACQUIRE_PRT_SSO_COOKIE,
-                   broker1.Method.GENERATE_SIGNED_HTTP_REQUEST):
-        assert_error_object(broker_call(conn, method, {}), broker1.Status.UNEXPECTED,
-                            token_method=False)
+    signed = {"clientId": CLIENT_ID, "popParams": {"httpMethod": "GET", "uriHost": "h",
+                                                   "uriPath": "/", "homeAccountId": "a.b"}}
+    for method, request in ((broker1.Method.ACQUIRE_PRT_SSO_COOKIE, {}),
+                            (broker1.Method.GENERATE_SIGNED_HTTP_REQUEST, signed)):
+        assert_error_object(broker_call(conn, method, request), broker1.Status.UNEXPECTED,
+                            token_method=False)  # the toy signs nothing
+    # a generateSignedHttpRequest without popParams never reaches the handler
+    assert_error_object(broker_call(conn, broker1.Method.GENERATE_SIGNED_HTTP_REQUEST, {}),
+                        broker1.Status.API_CONTRACT_VIOLATION, token_method=False)
 
     methods = [m for m, _req, _ctx in toy.handler.calls]
     assert set(methods) == set(broker1.Method)

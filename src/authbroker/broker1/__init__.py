@@ -19,6 +19,8 @@ from authbroker.broker1.codec import (
 )
 from authbroker.broker1.introspect import introspection_xml
 from authbroker.broker1.messages import (
+    BEARER_SCHEME,
+    POP_SCHEME,
     Account,
     AuthParameters,
     DeviceCodePrompt,
@@ -64,6 +66,7 @@ from authbroker.broker1.requests import (
     RemoveAccountRequest,
     Request,
     SetDefaultAccountRequest,
+    SignedHttpRequestRequest,
     TokenRequest,
 )
 from authbroker.broker1.results import (
@@ -72,6 +75,7 @@ from authbroker.broker1.results import (
     DefaultAccountResult,
     OkResult,
     Result,
+    SignedHttpRequestResult,
     SignInStatus,
     StatusResult,
     TokenResult,
@@ -111,6 +115,8 @@ __all__ = [
     # messages
     "Account",
     "PopParams",
+    "POP_SCHEME",
+    "BEARER_SCHEME",
     "AuthParameters",
     "DeviceCodePrompt",
     "encode_client_info",
@@ -122,6 +128,7 @@ __all__ = [
     "CancelRequest",
     "OpaqueRequest",
     "SetDefaultAccountRequest",
+    "SignedHttpRequestRequest",
     "Request",
     # results
     "TokenResult",
@@ -131,6 +138,7 @@ __all__ = [
     "SignInStatus",
     "CallerStatus",
     "StatusResult",
+    "SignedHttpRequestResult",
     "VersionResult",
     "Result",
     # codec

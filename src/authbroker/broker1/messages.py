@@ -25,8 +25,8 @@ from authbroker.broker1.names import (
 from authbroker.entra import encode_client_info
 from authbroker.errors import BrokerProtocolError
 
-__all__ = ["Account", "AuthParameters", "DeviceCodePrompt", "PopParams", "decode_client_info",
-           "encode_client_info", "redact"]
+__all__ = ["BEARER_SCHEME", "POP_SCHEME", "Account", "AuthParameters", "DeviceCodePrompt",
+           "PopParams", "decode_client_info", "encode_client_info", "redact"]
 
 
 def redact(value: str | None) -> str:
@@ -91,8 +91,17 @@ class Account:
         )
 
 
+#: ``popParams.authenticationScheme`` values (pymsalruntime sends none: PoP).
+POP_SCHEME = "pop"
+BEARER_SCHEME = "bearer"
+
+
 @dataclass(frozen=True)
 class PopParams:
+    """``popParams``: the HTTP request a PoP token is for (the Signed HTTP Request's ``m``,
+    ``u``, ``p`` and ``nonce``), the account (``generateSignedHttpRequest``), and what other
+    clients add: ``authenticationScheme`` and ``kid`` (a client-held key's id)."""
+
     http_method: str
     uri_host: str
     uri_path: str
@@ -116,8 +125,19 @@ class PopParams:
             wire["kid"] = self.kid
         return wire
 
+    @property
+    def is_pop(self) -> bool:
+        """Whether the scheme asks for a PoP token (``"pop"``, any case)."""
+        return self.authentication_scheme.lower() == POP_SCHEME
+
+    @property
+    def is_bearer(self) -> bool:
+        return self.authentication_scheme.lower() == BEARER_SCHEME
+
     @classmethod
-    def from_wire(cls, obj: Mapping[str, Any]) -> PopParams:
+    def from_wire(cls, obj: Any) -> PopParams:
+        if not isinstance(obj, Mapping):
+            raise BrokerProtocolError("popParams must be an object")
         return cls(
             http_method=_str(obj, "httpMethod"),
             uri_host=_str(obj, "uriHost"),
@@ -209,7 +229,7 @@ class AuthParameters:
             username=_str(obj, "username"),
             is_sign_in=bool(obj.get("isSignIn")),
             decoded_claims=claims,
-            pop_params=PopParams.from_wire(pop) if pop else None,
+            pop_params=PopParams.from_wire(pop) if pop is not None else None,
             extra_query={str(k): str(v) for k, v in extra.items()},
             parent_window=_int(window, "handle") if window else None,
             prompt=_str(obj, "prompt"),

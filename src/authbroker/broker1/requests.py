@@ -13,7 +13,7 @@ from typing import Any
 from authbroker.broker1.fields import read_int as _int
 from authbroker.broker1.fields import read_obj as _obj
 from authbroker.broker1.fields import read_str as _str
-from authbroker.broker1.messages import Account, AuthParameters
+from authbroker.broker1.messages import Account, AuthParameters, PopParams
 from authbroker.broker1.names import Status
 from authbroker.errors import BrokerProtocolError, site_tag
 
@@ -110,6 +110,25 @@ class OpaqueRequest:
 
 
 @dataclass(frozen=True)
+class SignedHttpRequestRequest:
+    """``generateSignedHttpRequest``: ``{clientId, popParams}``, the account named by
+    ``popParams.homeAccountId`` (sso-mib's shape)."""
+
+    client_id: str
+    pop_params: PopParams
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"clientId": self.client_id, "popParams": self.pop_params.to_wire()}
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> SignedHttpRequestRequest:
+        pop = obj.get("popParams")
+        if pop is None:
+            raise BrokerProtocolError("missing required field 'popParams'")
+        return cls(client_id=_str(obj, "clientId"), pop_params=PopParams.from_wire(pop))
+
+
+@dataclass(frozen=True)
 class SetDefaultAccountRequest:
     """``SetDefaultAccount``: the account by ``homeAccountId`` or by ``username`` (either case)."""
 
@@ -131,7 +150,7 @@ class SetDefaultAccountRequest:
 
 Request = (
     TokenRequest | GetAccountsRequest | RemoveAccountRequest | CancelRequest | OpaqueRequest
-    | SetDefaultAccountRequest
+    | SetDefaultAccountRequest | SignedHttpRequestRequest
 )
 
 

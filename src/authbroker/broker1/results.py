@@ -83,6 +83,23 @@ class TokenResult:
 
 
 @dataclass(frozen=True)
+class SignedHttpRequestResult:
+    """Reply of ``generateSignedHttpRequest``: a Signed HTTP Request without ``at``."""
+
+    signed_http_request: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"SignedHttpRequestResult(signed_http_request={redact(self.signed_http_request)})"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"signedHttpRequest": self.signed_http_request}
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> SignedHttpRequestResult:
+        return cls(signed_http_request=_str(obj, "signedHttpRequest", required=True))
+
+
+@dataclass(frozen=True)
 class AccountsResult:
     accounts: tuple[Account, ...]
 
@@ -242,4 +259,5 @@ class StatusResult:
 
 Result = (
     TokenResult | AccountsResult | OkResult | VersionResult | DefaultAccountResult | StatusResult
+    | SignedHttpRequestResult
 )

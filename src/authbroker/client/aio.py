@@ -161,6 +161,14 @@ class AsyncBrokerClient(_ClientSettings):
         request = broker1.RemoveAccountRequest(account, client_id)
         await self._call(broker1.Method.REMOVE_ACCOUNT, request, broker1.OkResult)
 
+    async def generate_signed_http_request(self, client_id: str, pop_params: broker1.PopParams,
+                                           home_account_id: str = "") -> str:
+        """See :meth:`BrokerClient.generate_signed_http_request`."""
+        request = self.messages.signed_http_request(client_id, pop_params, home_account_id)
+        result = await self._call(broker1.Method.GENERATE_SIGNED_HTTP_REQUEST, request,
+                                  broker1.SignedHttpRequestResult)
+        return result.signed_http_request
+
     async def cancel_interactive_flow(self, correlation_id: str | None = None) -> None:
         """Cancel this connection's sign-ins, or the one started with ``correlation_id``."""
         await self._call(broker1.Method.CANCEL_INTERACTIVE_FLOW, broker1.CancelRequest(),

@@ -130,6 +130,14 @@ class BrokerClient(_ClientSettings):
         self._call(broker1.Method.REMOVE_ACCOUNT, broker1.RemoveAccountRequest(account, client_id),
                    broker1.OkResult)
 
+    def generate_signed_http_request(self, client_id: str, pop_params: broker1.PopParams,
+                                     home_account_id: str = "") -> str:
+        """A Signed HTTP Request (no ``at``) for ``pop_params``' HTTP request, signed with the
+        account's PoP key (``home_account_id``, else ``pop_params.home_account_id``)."""
+        request = self.messages.signed_http_request(client_id, pop_params, home_account_id)
+        return self._call(broker1.Method.GENERATE_SIGNED_HTTP_REQUEST, request,
+                          broker1.SignedHttpRequestResult).signed_http_request
+
     def cancel_interactive_flow(self, correlation_id: str | None = None) -> None:
         """Cancel this connection's sign-ins, or the one started with ``correlation_id``."""
         self._call(broker1.Method.CANCEL_INTERACTIVE_FLOW, broker1.CancelRequest(),

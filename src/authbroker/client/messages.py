@@ -69,6 +69,17 @@ class Broker1Messages:
         return broker1.SetDefaultAccountRequest(home_account_id=home_account_id, username=username)
 
     @staticmethod
+    def signed_http_request(client_id: str, pop_params: broker1.PopParams,
+                            home_account_id: str = "") -> broker1.SignedHttpRequestRequest:
+        """A ``generateSignedHttpRequest`` request; ``home_account_id`` (if given) names the
+        account in place of ``pop_params.home_account_id``."""
+        if home_account_id:
+            pop_params = dataclasses.replace(pop_params, home_account_id=home_account_id)
+        if not pop_params.home_account_id:
+            raise ValueError("name the account: home_account_id (or pop_params.home_account_id)")
+        return broker1.SignedHttpRequestRequest(client_id, pop_params)
+
+    @staticmethod
     def silent_request(auth: broker1.AuthParameters) -> broker1.TokenRequest:
         auth = dataclasses.replace(
             auth, authorization_type=broker1.AuthorizationType.CACHED_REFRESH_TOKEN)

@@ -5,7 +5,8 @@ account (homeAccountId, username), and how the call was served: ``"cache"`` (``"
 ``"memo"``, the broker's hot memo, or ``"msal"``, msal's cache), ``"refresh"`` (the client's
 own refresh token), ``"family"`` (another family client's refresh token, FOCI), ``"sign-in"``,
 or ``"error"`` with its status, tag (the number the caller gets) and message (an error's
-``context`` never holds a token).
+``context`` never holds a token). A Proof-of-Possession call's line says ``"pop": true`` (never
+its SHR, key, nonce or HTTP request); ``generateSignedHttpRequest``'s is ``"signed"``.
 Nothing from a token result but its account is read, so no token or secret reaches the file.
 
 The file is ``$XDG_STATE_HOME/authbroker/broker/audit.jsonl`` (0600, its directory 0700),
@@ -41,8 +42,8 @@ log = logging.getLogger(__name__)
 #: Each file's bound: audit.jsonl and audit.jsonl.1 are at most this big.
 MAX_BYTES = 1_000_000
 #: How the broker says a token was served (the engine's ``CACHE`` is msal's cache).
-MEMO, CACHE, REFRESH, FAMILY, SIGN_IN, ERROR = (
-    "memo", "cache", "refresh", "family", "sign-in", "error")
+MEMO, CACHE, REFRESH, FAMILY, SIGN_IN, SIGNED, ERROR = (
+    "memo", "cache", "refresh", "family", "sign-in", "signed", "error")
 _MAX_CALLERS = 256
 _MAX_MESSAGE = 300
 #: After a failed write, lines are dropped for this long before the file is tried again.
@@ -76,10 +77,10 @@ class AuditLog:
     def served(self, method: broker1.AnyMethod, ctx: CallContext,
                auth: broker1.AuthParameters, account: broker1.Account | None, how: str,
                started: float) -> None:
-        """A token handed out; ``how`` is one of MEMO, CACHE, REFRESH, FAMILY, SIGN_IN."""
+        """A token handed out; ``how`` is one of MEMO, CACHE, REFRESH, FAMILY, SIGN_IN, SIGNED."""
         hid, username = (account.home_account_id, account.username) if account else ("", "")
         key = (method, ctx.sender, ctx.pid, auth.client_id, auth.requested_scopes,
-               auth.authority, hid, username, how)
+               auth.authority, hid, username, how, auth.pop_params is not None)
         tail = self._tails.get(key)  # a caller's repeated calls differ in time, id and ms only
         if tail is None:
             entry = self._static(method, ctx, auth)
@@ -115,7 +116,7 @@ class AuditLog:
     def _static(self, method: broker1.AnyMethod, ctx: CallContext,
                 auth: broker1.AuthParameters | None) -> dict[str, Any]:
         """What a caller's repeated calls have in common."""
-        return {
+        entry: dict[str, Any] = {
             "method": method.value,
             "caller": {"busName": ctx.sender, "pid": ctx.pid,
                        "executable": self._executable(ctx)},
@@ -123,6 +124,9 @@ class AuditLog:
             "scopes": list(auth.requested_scopes) if auth else [],
             "authority": auth.authority if auth else "",
         }
+        if auth is not None and auth.pop_params is not None:
+            entry["pop"] = True
+        return entry
 
     def _executable(self, ctx: CallContext) -> str:
         key = (ctx.sender, ctx.pid)

@@ -1,18 +1,19 @@
-"""The broker: Broker1 calls dispatched to coroutines, silent and interactive sign-ins run.
+"""The broker: Broker1 calls dispatched to routes, each composed of the rooms that serve it.
 
 ``BrokerCore(store, settings)`` implements ``handler.Handler``: the D-Bus façade (service.py)
 parses each call and replies; the broker answers a typed ``broker1`` result or raises
 ``BrokerStatusError``. Calls go through a table, method → coroutine, each route getting the
-request type ``broker1.METHODS`` declares (a method without a route is "not supported yet").
-It only orchestrates: the account table and the default account are ``accounts.py``'s,
-msal's applications and per-account partitions ``msal_engine.py``'s, the interactive flows
-``signin.py``'s. What changed is committed (those accounts only, ``persistence.py``) before
-the caller is answered (a failed save is retried by the next call).
-
-A silent result is kept in memory by its :class:`SilentKey` while more than 5 minutes remain
-(msal's own rule), so a cache hit never leaves the event loop; concurrent identical silent
-requests share one msal call. Every blocking call (store, msal, network) runs in the broker's
-thread executor; the event loop never waits on the network.
+request type ``broker1.METHODS`` declares (a method without a route is "not supported yet");
+a token call (or a signed request) gets its line in the audit log here. It only orchestrates:
+the account table and the default account are ``accounts.py``'s, msal's applications and
+per-account partitions ``msal_engine.py``'s; the silent path (the memo, identical calls
+sharing one msal call, the removal guard) is ``silent.py``'s, the interactive one (sign-ins
+run, listed, cancelled; the account adopted) ``interactive.py``'s over ``signin.py``'s flows,
+and what a PoP request (``popParams``) adds (the account's key, each caller's SHR, the PoP
+call after a sign-in, ``generateSignedHttpRequest``) ``pop_calls.py``'s over ``popkeys.py``.
+What changed is committed (those accounts only, ``persistence.py``) before the caller is
+answered (a failed save is retried by the next call). Every blocking call (store, msal,
+network) runs in the broker's thread executor; the event loop never waits on the network.
 """
 
 from __future__ import annotations
@@ -25,19 +26,19 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
-import requests
-
 from authbroker import broker1
 from authbroker.config import Settings
 from authbroker.daemon import audit, signin
 from authbroker.daemon.accounts import AccountTable
 from authbroker.daemon.callers import RecentCallers
 from authbroker.daemon.handler import CallContext
-from authbroker.daemon.hot import HotTokens, SilentKey
+from authbroker.daemon.interactive import SignIns
 from authbroker.daemon.msal_engine import TokenEngine
 from authbroker.daemon.persistence import AccountStore, Persistence
-from authbroker.daemon.results import unreachable
-from authbroker.daemon.routing import PublicCloudRoute, refuse_pop, split_claims
+from authbroker.daemon.pop_calls import PopCalls
+from authbroker.daemon.popkeys import pop_request
+from authbroker.daemon.routing import PublicCloudRoute
+from authbroker.daemon.silent import Served, SilentPath
 from authbroker.daemon.store import Store
 from authbroker.errors import BrokerStatusError
 
@@ -47,8 +48,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 #: A route answers one method; its request is of the type METHODS declares for it.
 Route = Callable[[Any, CallContext], Awaitable[broker1.Result]]
-#: A token and how it was served (audit.MEMO, CACHE, REFRESH, FAMILY or SIGN_IN).
-Served = tuple[broker1.TokenResult, str]
 
 
 def _expect(request: broker1.Request, kind: type[R]) -> R:
@@ -76,8 +75,6 @@ class BrokerCore:
     ) -> None:
         settings = settings or Settings.load()
         self.store = AccountStore.of(store) if store is not None else None
-        self.ui_mode = getattr(settings, "ui", None)
-        self.sign_in_timeout = sign_in_timeout or signin.timeout_setting()
         self.engine = TokenEngine(getattr(settings, "authority", None), http_client=http_client)
         #: The routing setting (None: off): public-cloud requests go to the private authority.
         self.route = PublicCloudRoute.of(getattr(settings, "authority", None),
@@ -85,15 +82,17 @@ class BrokerCore:
         if self.route is not None:
             log.info("routing Microsoft's public-cloud hosts to %s", self.route.private)
         self.accounts = AccountTable()
-        self._open_url = open_url
         self._executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="authbroker-core")
         self._loaded = False
         self._state = Persistence(self.store, self.accounts, self.engine, self._run)
-        self._removals: dict[str, int] = {}  # per account, bumped by removeAccount (_silent)
         self._load_lock = asyncio.Lock()
-        self._inflight: dict[tuple[SilentKey, bool], asyncio.Future[Served]] = {}
-        self._hot = HotTokens()
-        self._sign_ins: set[signin.SignIn] = set()
+        parts = (self.engine, self.accounts, self._state, self._run)
+        self.pop = PopCalls(*parts)
+        self.silent = SilentPath(*parts, self.pop.keys)
+        self.sign_ins = SignIns(*parts, self._executor, self.silent.hot,
+                                ui_mode=getattr(settings, "ui", None),
+                                timeout=sign_in_timeout or signin.timeout_setting(),
+                                open_url=open_url)
         self.callers = RecentCallers()
         self.audit = audit_log  # None: no audit log (tests, embedders)
         self._routes: dict[broker1.AnyMethod, Route] = {
@@ -106,6 +105,7 @@ class BrokerCore:
             broker1.Method.REMOVE_ACCOUNT: self._on_remove,
             broker1.Method.CANCEL_INTERACTIVE_FLOW: self._on_cancel,
             broker1.Method.GET_LINUX_BROKER_VERSION: self._on_version,
+            broker1.Method.GENERATE_SIGNED_HTTP_REQUEST: self._on_signed_http_request,
         }
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -130,8 +130,7 @@ class BrokerCore:
         await self._state.flush(durable=durable)
 
     async def aclose(self) -> None:
-        for sign_in in list(self._sign_ins):
-            sign_in.cancel()
+        self.sign_ins.cancel_all()
         if self._loaded:
             await self._state.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -171,9 +170,8 @@ class BrokerCore:
         return broker1.DefaultAccountResult(self.accounts.account(default) if default else None)
 
     async def _on_status(self, request: broker1.Request, ctx: CallContext) -> broker1.Result:
-        sign_ins = sorted(self._sign_ins, key=lambda s: s.started)
         return broker1.StatusResult(tuple(self.accounts.listed()), self.accounts.default,
-                                    tuple(s.status() for s in sign_ins), self.callers.listed())
+                                    self.sign_ins.statuses(), self.callers.listed())
 
     async def _on_get_accounts(self, request: broker1.Request, ctx: CallContext) -> broker1.Result:
         return broker1.AccountsResult(tuple(self.accounts.listed()))
@@ -189,8 +187,9 @@ class BrokerCore:
                                    ctx, self._signed_in(request.auth, ctx))
 
     async def _audited(self, method: broker1.Method, auth: broker1.AuthParameters,
-                       ctx: CallContext, serving: Awaitable[Served]) -> broker1.TokenResult:
-        """A token call, with its line in the audit log (handed out or refused)."""
+                       ctx: CallContext, serving: Awaitable[tuple[T, str]]) -> T:
+        """A token call (or a signed request), with its line in the audit log (handed out or
+        refused); the line's account is the result's (a TokenResult's) or the request's."""
         started = time.monotonic()
         try:
             result, how = await serving
@@ -206,7 +205,8 @@ class BrokerCore:
                                    started)
             raise
         if self.audit is not None:
-            self.audit.served(method, ctx, auth, result.account, how, started)
+            account = result.account if isinstance(result, broker1.TokenResult) else auth.account
+            self.audit.served(method, ctx, auth, account, how, started)
         return result
 
     async def _signed_in(self, auth: broker1.AuthParameters, ctx: CallContext) -> Served:
@@ -225,6 +225,16 @@ class BrokerCore:
     async def _on_version(self, request: broker1.Request, ctx: CallContext) -> broker1.Result:
         return broker1.VersionResult()
 
+    async def _on_signed_http_request(self, request: broker1.SignedHttpRequestRequest,
+                                      ctx: CallContext) -> broker1.Result:
+        """``generateSignedHttpRequest``: an SHR without ``at`` (pop_calls.py)."""
+        signed = await self._audited(broker1.Method.GENERATE_SIGNED_HTTP_REQUEST,
+                                     self.pop.request_auth(request), ctx,
+                                     self.pop.sign_request(request.pop_params))
+        log.info("generateSignedHttpRequest %s for %s: signed", ctx.correlation_id,
+                 request.client_id)
+        return broker1.SignedHttpRequestResult(signed)
+
     # -- accounts -----------------------------------------------------------------------------
 
     async def set_default_account(self, home_account_id: str) -> None:
@@ -235,11 +245,12 @@ class BrokerCore:
 
     async def remove_account(self, home_account_id: str) -> None:
         await self.start()
-        self._removals[home_account_id] = self._removals.get(home_account_id, 0) + 1
+        self.silent.removing(home_account_id)  # a refresh in flight must not bring it back
         removed = await self._run(self.engine.remove_account, home_account_id)
         known = self.accounts.forget(home_account_id)
         self._state.touch(home_account_id)
-        self._hot.forget_account(home_account_id)
+        self.silent.forget(home_account_id)
+        self.pop.forget(home_account_id)
         log.info("removed account %s (%s, %d cache entries)", home_account_id,
                  "known" if known else "unknown", removed)
         await self._persist(durable=True)
@@ -252,6 +263,8 @@ class BrokerCore:
         return (await self._acquire_silent(auth, ctx))[0]
 
     async def _acquire_silent(self, auth: broker1.AuthParameters, ctx: CallContext) -> Served:
+        """Silent: the memo or a shared msal call (silent.py); a PoP request's key is looked
+        up first and each caller signs its own SHR (pop_calls.py)."""
         await self.start()
         auth = self._admit(auth)
         home_account_id = auth.account.home_account_id if auth.account else self.accounts.default
@@ -261,131 +274,50 @@ class BrokerCore:
                 "no account is signed in (or none is the default); sign in interactively",
                 tag="core.silent.no_account",
             )
-        target = self.engine.target(auth)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "silent %s: authority %s -> %s, scopes %s, claims %r, renew %s, force %s, "
-                "query %s", ctx.correlation_id, auth.authority, target.authority,
-                list(auth.requested_scopes), auth.decoded_claims,
-                bool(auth.access_token_to_renew), auth.force_refresh, sorted(auth.extra_query),
-            )
-        force = auth.force_refresh or bool(auth.access_token_to_renew)
-        key = SilentKey.of(auth, target.authority, home_account_id)
-        if not force and key.challenge is None:
-            hot = self._hot.get(key)
-            if hot is not None:
-                if self._state.pending:
-                    await self._persist()
-                return hot, audit.MEMO
-        flight = (key, force)
-        shared = self._inflight.get(flight)
-        if shared is None:
-            shared = asyncio.ensure_future(self._silent(auth, home_account_id, ctx, key))
-            self._inflight[flight] = shared
-            shared.add_done_callback(lambda _f: self._inflight.pop(flight, None))
-        return await asyncio.shield(shared)
-
-    async def _silent(
-        self, auth: broker1.AuthParameters, home_account_id: str, ctx: CallContext,
-        key: SilentKey,
-    ) -> Served:
-        removals = self._removals.get(home_account_id, 0)
-        try:
-            result, how = await self._run(self.engine.serve_silent, auth, home_account_id)
-            # removed meanwhile: the refresh must not bring the account back
-            if self._removals.get(home_account_id, 0) != removals:
-                await self._run(self.engine.remove_account, home_account_id)
-                raise BrokerStatusError(
-                    broker1.Status.INTERACTION_REQUIRED,
-                    "the account was signed out while its token was being refreshed",
-                    tag="core.silent.removed",
-                )
-        except BrokerStatusError as exc:
-            log.info("silent %s for %s: status %d (%s)", ctx.correlation_id, auth.client_id,
-                     int(exc.status), exc.context)
-            raise
-        if result.account and result.account.home_account_id not in self.accounts:
-            self.accounts.seen(result.account)
-            self._state.touch(result.account.home_account_id)
-        log.info("silent %s for %s: token for %s", ctx.correlation_id, auth.client_id,
-                 list(auth.requested_scopes))
-        self._hot.keep(key, result)
-        await self._persist()
-        return result, how
+        key = self.silent.key(auth, home_account_id, ctx)
+        pop = auth.pop_params
+        pop_key = None if pop is None else await self.pop.known_key(pop, home_account_id)
+        fetched = await self.silent.serve(auth, home_account_id, ctx, key, pop_key)
+        return self.pop.for_caller(fetched, pop)
 
     async def acquire_interactive(
         self, auth: broker1.AuthParameters, ctx: CallContext
     ) -> broker1.TokenResult:
+        """A sign-in (interactive.py); a PoP request is then answered by a silent call for a
+        PoP-bound token over the account signed in (pop_calls.py)."""
         await self.start()
         auth = self._admit(auth)
-        mode = await self._run(signin.choose_mode, self.ui_mode)  # webbrowser may run xdg-settings
-        target = self.engine.target(auth)
-        claims = split_claims(auth.decoded_claims)
-        # a fresh cache of its own: the account it signs in is known from the answer only
-        app = await self._run(self.engine.app, auth.client_id, target, claims.capabilities)
-        kwargs = {"open_url": self._open_url} if self._open_url else {}
-        interaction = signin.Interaction(app, auth, ctx, self._executor, **kwargs)
-        log.debug(
-            "interactive %s: authority %s, scopes %s, prompt %r, hint %s, claims %r, query %s",
-            ctx.correlation_id, auth.authority, list(auth.requested_scopes), auth.prompt,
-            bool(auth.login_hint), auth.decoded_claims, sorted(auth.extra_query),
-        )
-        sign_in = signin.SignIn.of(ctx, interaction)
-        self._sign_ins.add(sign_in)
-        log.info("interactive %s for %s at %s (%s)", ctx.correlation_id, auth.client_id,
-                 target.authority, mode)
-        try:
-            msal_result = await sign_in.run(
-                interaction.sign_in(mode, forced=bool(self.ui_mode)), self.sign_in_timeout
-            )
-        except requests.exceptions.RequestException as exc:
-            self.engine.forget_http_cache()
-            raise unreachable(exc, target.authority, "core.interactive.network") from None
-        finally:
-            self._sign_ins.discard(sign_in)
-        result = await self._run(
-            self.engine.token_result, msal_result, auth.requested_scopes, app, target
-        )
-        self.accounts.signed_in(result.account)
-        if result.account:
-            hid = result.account.home_account_id
-            self._hot.keep(SilentKey.of(auth, target.authority, hid), result)
-            # the sign-in's cache becomes the account's partition; the account's other
-            # capability partitions get the new refresh token
-            await self._run(self.engine.adopt, app, claims.capabilities, hid,
-                            target.environment)
-            self._state.touch(hid)
-        log.info("interactive %s: signed in %s", ctx.correlation_id,
-                 result.account.username if result.account else "?")
-        await self._persist(durable=True)  # on disk before the caller has the token
+        result = await self.sign_ins.sign_in(auth, ctx)
+        if auth.pop_params is not None:
+            return (await self._acquire_silent(self.pop.after_sign_in(auth, result), ctx))[0]
         return result
 
     def _admit(self, auth: broker1.AuthParameters) -> broker1.AuthParameters:
-        """A token request as served: PoP refused, the routing setting applied."""
-        refuse_pop(auth)
+        """A token request as served: its ``popParams`` checked (popkeys.pop_request), the
+        routing setting applied."""
+        auth = pop_request(auth)
         return self.route.apply(auth) if self.route is not None else auth
+
+    # -- interactive sign-ins -----------------------------------------------------------------
 
     def caller_left(self, sender: str) -> int:
         """``sender`` left the bus: cancel its running sign-ins at once; how many."""
-        chosen = [s for s in self._sign_ins if sender and s.sender == sender]
-        for sign_in in chosen:
-            sign_in.cancel()
-        if chosen:
-            log.info("caller %s left: cancelling %d sign-in(s)", sender, len(chosen))
-        return len(chosen)
+        return self.sign_ins.caller_left(sender)
 
     def cancel_interactive(self, ctx: CallContext) -> int:
-        """Cancel the caller's running sign-ins: same correlation id, else same connection.
+        """Cancel the caller's running sign-ins (same correlation id, else same connection)."""
+        return self.sign_ins.cancel(ctx)
 
-        Never anyone else's: pymsalruntime sends its cancel only after its own interactive call
-        has returned, and that late cancel must not end another app's sign-in.
-        """
-        running = list(self._sign_ins)
-        chosen = [s for s in running if s.correlation_id == ctx.correlation_id] or [
-            s for s in running if ctx.sender and s.sender == ctx.sender
-        ]
-        for sign_in in chosen:
-            sign_in.cancel()
-        log.info("cancelInteractiveFlow %s: cancelled %d of %d sign-in(s)", ctx.correlation_id,
-                 len(chosen), len(running))
-        return len(chosen)
+    @property
+    def _sign_ins(self) -> set[signin.SignIn]:
+        """The running sign-ins (tests look)."""
+        return self.sign_ins.running
+
+    @property
+    def _open_url(self) -> Callable[[str], bool] | None:
+        """How a browser sign-in opens its URL (None: ``webbrowser``; tests set a person)."""
+        return self.sign_ins.open_url
+
+    @_open_url.setter
+    def _open_url(self, open_url: Callable[[str], bool] | None) -> None:
+        self.sign_ins.open_url = open_url

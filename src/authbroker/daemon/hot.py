@@ -11,10 +11,15 @@ from authbroker.daemon.routing import split_claims
 #: msal treats an access token with less than this many seconds left as expired.
 HOT_MARGIN_S = 300.0
 HOT_MAX_ENTRIES = 1024
+#: SilentKey schemes.
+BEARER, POP = "", "pop"
 
 class SilentKey(NamedTuple):
     """What makes two silent requests the same. The client capabilities are part of it, so a
-    CAE token is never served to a plain request, nor the other way round."""
+    CAE token is never served to a plain request, nor the other way round; so is the scheme
+    (``""`` bearer, ``"pop:<kid>"`` a PoP-bound access token, ``"pop"`` a PoP request whose
+    key is not known yet), so a PoP request is never served a bearer token, nor the other way
+    round. A PoP entry is the access token; each caller signs its own SHR over it."""
 
     client_id: str
     authority: str
@@ -22,13 +27,20 @@ class SilentKey(NamedTuple):
     scopes: tuple[str, ...]  # lower case, sorted
     capabilities: tuple[str, ...]
     challenge: str | None
+    scheme: str = BEARER
 
     @classmethod
     def of(cls, auth: broker1.AuthParameters, authority: str, home_account_id: str) -> SilentKey:
+        """The request's key: a PoP request's (``popParams``) says ``"pop"`` until
+        :meth:`bound` names its key."""
         claims = split_claims(auth.decoded_claims)
         scopes = tuple(sorted(s.lower() for s in auth.requested_scopes))
         return cls(auth.client_id, authority, home_account_id, scopes, claims.capabilities,
-                   claims.challenge)
+                   claims.challenge, POP if auth.pop_params is not None else BEARER)
+
+    def bound(self, kid: str) -> SilentKey:
+        """A PoP request's key once its key id is known: where its access token is kept."""
+        return self._replace(scheme=f"{POP}:{kid}")
 
 
 class HotTokens:

@@ -1,15 +1,16 @@
 """The token engine: msal applications over per-account, per-capability token partitions.
 
 One ``msal.PublicClientApplication`` (broker disabled) per (client id, authority, client
-capabilities); its token cache is a :class:`partitions.RoutingCache` that serves the partition of
-the account being served, so a lookup, a refresh or a removal touches one account's tokens
-(``partitions.py``). Each account has a partition per capability set (``"plain"``, ``"CP1"``
-for CAE): msal does not record capabilities on cached access tokens, so one partition would
-serve a plain token to a CAE request and the other way round. Refresh tokens rotate (and
-authorities with reuse detection revoke a sign-in when a redeemed one is replayed), so one
-account's silent calls take turns (a lock per account), and after a refresh or a sign-in the
-account's other partitions get its new refresh tokens. An interactive sign-in runs on an app of
-its own over a fresh cache (the same HTTP cache, so no second discovery request) that becomes
+capabilities); its token cache is a :class:`partitions.RoutingCache` that serves the partition
+of the account being served, so a lookup, a refresh or a removal touches one account's tokens
+(``partitions.py``). Each account has a partition per capability set (``"plain"``, ``"CP1"`` for
+CAE): msal does not record capabilities on cached access tokens, so one partition would serve a
+plain token to a CAE request and the other way round; PoP-bound access tokens
+(:meth:`TokenEngine.serve_pop`) have a partition per capability set of their own. Refresh tokens
+rotate (and authorities with reuse detection revoke a sign-in when a redeemed one is replayed),
+so one account's silent calls take turns (a lock per account), and after a refresh or a sign-in
+the account's other partitions get its new refresh tokens. An interactive sign-in runs on an app
+of its own over a fresh cache (the same HTTP cache, so no second discovery request) that becomes
 the account's partition once the answer names the account (:meth:`TokenEngine.adopt`).
 
 An account's partitions are read from the store on first use (``loader``) and, once saved,
@@ -44,6 +45,7 @@ from authbroker.daemon.partitions import (
     partition_name,
     split_by_account,
 )
+from authbroker.daemon.popkeys import PopKey
 from authbroker.daemon.resident import Loader, ResidentAccounts
 from authbroker.daemon.routing import Target, msal_scopes, resolve_authority, split_claims
 from authbroker.errors import BrokerStatusError
@@ -235,6 +237,20 @@ class TokenEngine:
                      home_account_id: str) -> tuple[broker1.TokenResult, str]:
         """:meth:`acquire_silent` and how it served: ``"cache"`` (msal's), ``"refresh"``
         (the client's own refresh token) or ``"family"`` (another client's: FOCI)."""
+        result, served, _key = self._serve(auth, home_account_id, pop=False)
+        return result, served
+
+    def serve_pop(self, auth: broker1.AuthParameters,
+                  home_account_id: str) -> tuple[broker1.TokenResult, str, PopKey]:
+        """:meth:`serve_silent` for a PoP request: an access token bound to the account's PoP
+        key (made on first use), from the account's PoP partition, and that key. The caller
+        signs the SHR."""
+        result, served, key = self._serve(auth, home_account_id, pop=True)
+        assert key is not None
+        return result, served, key
+
+    def _serve(self, auth: broker1.AuthParameters, home_account_id: str, *,
+               pop: bool) -> tuple[broker1.TokenResult, str, PopKey | None]:
         target = self.target(auth)
         claims = split_claims(auth.decoded_claims)
         app, router = self.routed_app(auth.client_id, target, claims.capabilities)
@@ -243,23 +259,25 @@ class TokenEngine:
             self._touch(home_account_id)  # whatever happens below (msal may drop an RT)
             own = {"client_id": auth.client_id, "home_account_id": home_account_id}
             had_own = any(p.holds(_RT, own) for p in tokens.partitions.values())
-            with router.serving(tokens.get(claims.capabilities)):
-                result = self._silent(app, auth, claims, target, tokens, home_account_id)
+            with router.serving(tokens.get(claims.capabilities, pop)):
+                result, key = self._silent(app, auth, claims, target, tokens, home_account_id,
+                                           pop)
                 served = CACHE if result.get("token_source") == "cache" else (
                     REFRESH if had_own else FAMILY)
                 if "access_token" in result and served != CACHE:
-                    tokens.spread(claims.capabilities, target.environment)  # rotated
+                    tokens.spread(claims.capabilities, target.environment, pop)  # rotated
                 return self.token_result(result, auth.requested_scopes, app, target,
-                                         home_account_id), served
+                                         home_account_id), served, key
 
     def _silent(
         self, app: msal.PublicClientApplication, auth: broker1.AuthParameters,
         claims: entra.Claims, target: Target, tokens: AccountTokens, home_account_id: str,
-    ) -> dict[str, Any]:
+        pop: bool,
+    ) -> tuple[dict[str, Any], PopKey | None]:
         account = _msal_account(app, home_account_id)
-        if account is None and tokens.share(claims.capabilities, target.environment):
+        if account is None and tokens.share(claims.capabilities, target.environment, pop):
             log.info("account %s: refresh token shared with the %s partition",
-                     home_account_id, partition_name(claims.capabilities))
+                     home_account_id, partition_name(claims.capabilities, pop))
             account = _msal_account(app, home_account_id)
         if account is None:
             raise BrokerStatusError(
@@ -267,6 +285,8 @@ class TokenEngine:
                 f"no signed-in account {home_account_id} at {target.environment}; sign in",
                 tag="engine.silent.account",
             )
+        key = tokens.pop_key() if pop else None  # a known account only: made on first use
+        extra = {"data": key.token_request_data()} if key is not None else {}
         force = auth.force_refresh or bool(auth.access_token_to_renew)
         try:
             result = app.acquire_token_silent_with_error(
@@ -274,6 +294,7 @@ class TokenEngine:
                 account,
                 force_refresh=force,
                 claims_challenge=claims.challenge,
+                **extra,
             )
         except requests.exceptions.RequestException as exc:
             self.forget_http_cache()
@@ -290,7 +311,7 @@ class TokenEngine:
                 f"needs its own sign-in (authbroker login --client-id {auth.client_id})",
                 tag="engine.silent.no_rt",
             )
-        return dict(result)
+        return dict(result), key
 
     def token_result(self, result: Mapping[str, Any], *context: Any) -> broker1.TokenResult:
         """:func:`results.token_result` (same arguments), forgetting msal's memoised HTTP
@@ -307,6 +328,13 @@ class TokenEngine:
             removed = self.tokens(home_account_id).clear()
             self._touch(home_account_id)
             return removed
+
+    def pop_key(self, home_account_id: str) -> PopKey:
+        """The account's PoP key, made on first use (only for a signed-in account)."""
+        with self.account_lock(home_account_id):
+            tokens = self.tokens(home_account_id)
+            self._touch(home_account_id)
+            return tokens.pop_key()
 
     def has_refresh_token(self, home_account_id: str) -> bool:
         """Whether any of the account's partitions holds a refresh token."""

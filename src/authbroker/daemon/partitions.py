@@ -13,6 +13,15 @@ another client id there: FOCI) and never another account's. Refresh tokens are n
 capability-bound: :meth:`AccountTokens.share` brings an account's refresh tokens, account and id
 tokens (never an access token) into a capability partition that has none, and
 :meth:`AccountTokens.spread` hands a rotated refresh token on to the account's other partitions.
+
+PoP-bound access tokens live apart, in a partition per capability set of their own
+(``"#pop:" + name``): msal keys an access token by account, client, realm and scopes only (not
+by its ``key_id``), and its bearer lookup does not filter on ``key_id``, so in a shared
+partition a PoP token would replace a bearer one and be served to a bearer request. Refresh
+tokens are shared and spread between bearer and PoP partitions alike. The account's PoP key
+(PEM, ``popkeys.py``) travels in the account's snapshot under :data:`POP_KEY`. Names starting
+with ``#`` are reserved: a capability set whose name would start with one gets a second ``#``
+(``"##…"``), so it can never be taken for a reserved name.
 """
 
 from __future__ import annotations
@@ -25,15 +34,26 @@ from typing import Any
 
 import msal
 
+from authbroker.daemon.popkeys import PopKey
+
 PLAIN = "plain"
+#: The snapshot entry holding the account's PoP key (PEM), never a partition's name.
+POP_KEY = "#pop-key"
+#: What a PoP partition's name starts with (then the capability set's name).
+POP_PREFIX = "#pop:"
+_RESERVED = "#"
 _KIND = msal.TokenCache.CredentialType
 #: What may be copied between capability partitions (never an access token).
 _SHARED_KINDS = (_KIND.ACCOUNT, _KIND.ID_TOKEN, _KIND.REFRESH_TOKEN)
 
 
-def partition_name(capabilities: tuple[str, ...]) -> str:
-    """The name of the partition for requests with these client capabilities."""
-    return ",".join(capabilities) or PLAIN
+def partition_name(capabilities: tuple[str, ...], pop: bool = False) -> str:
+    """The name of the partition for requests with these client capabilities (``pop``: for
+    their PoP-bound access tokens)."""
+    name = ",".join(capabilities) or PLAIN
+    if name.startswith(_RESERVED):
+        name = _RESERVED + name  # "##…": never a reserved name
+    return POP_PREFIX + name if pop else name
 
 
 class Partition(msal.SerializableTokenCache):  # type: ignore[misc]
@@ -114,13 +134,42 @@ class AccountTokens:
     def __init__(self, states: Mapping[str, str] | None = None) -> None:
         self.partitions: dict[str, Partition] = {}
         self.changed = False  # set by share/remove; the partitions track their own changes
+        self._pop_pem: str | None = None  # the account's PoP key (saved with the partitions)
+        self._pop_key: PopKey | None = None  # the same, parsed on first use
         for name, state in (states or {}).items():
+            if name == POP_KEY:
+                self._pop_pem = state
+                continue
             partition = Partition()
             partition.deserialize(state)  # ValueError: the caller decides
             self.partitions[name] = partition
 
-    def get(self, capabilities: tuple[str, ...]) -> Partition:
-        return self.partitions.setdefault(partition_name(capabilities), Partition())
+    def __repr__(self) -> str:
+        return f"AccountTokens(partitions={sorted(self.partitions)}, pop_key={self.has_pop_key})"
+
+    def get(self, capabilities: tuple[str, ...], pop: bool = False) -> Partition:
+        return self.partitions.setdefault(partition_name(capabilities, pop), Partition())
+
+    @property
+    def has_pop_key(self) -> bool:
+        return self._pop_pem is not None
+
+    def pop_key(self) -> PopKey:
+        """The account's PoP key, made (and the account marked changed) on first use. A saved
+        key that does not parse is replaced by a new one (its tokens were bound to it: the
+        PoP partitions are emptied)."""
+        if self._pop_key is None and self._pop_pem is not None:
+            try:
+                self._pop_key = PopKey.from_pem(self._pop_pem)
+            except ValueError:
+                self._pop_pem = None
+                for name in [n for n in self.partitions if n.startswith(POP_PREFIX)]:
+                    del self.partitions[name]
+        if self._pop_key is None:
+            self._pop_key = PopKey.new()
+            self._pop_pem = self._pop_key.to_pem()
+            self.changed = True
+        return self._pop_key
 
     @property
     def has_changed(self) -> bool:
@@ -129,7 +178,10 @@ class AccountTokens:
     def snapshot(self) -> dict[str, str]:
         """Every non-empty partition, serialized (and the change marks cleared)."""
         self.changed = False
-        return {n: p.compact() for n, p in self.partitions.items() if p._cache}
+        states = {n: p.compact() for n, p in self.partitions.items() if p._cache}
+        if states and self._pop_pem is not None:  # an account without tokens keeps no key
+            states[POP_KEY] = self._pop_pem
+        return states
 
     def has_refresh_token(self) -> bool:
         return any(p.holds(_KIND.REFRESH_TOKEN, {}) for p in self.partitions.values())
@@ -144,22 +196,23 @@ class AccountTokens:
                 target.modify(kind, entry, entry)
         self.changed = True
 
-    def share(self, capabilities: tuple[str, ...], environment: str) -> bool:
-        """Bring the account into the partition for ``capabilities`` from another one that
-        has a refresh token; whether there was one."""
-        name = partition_name(capabilities)
+    def share(self, capabilities: tuple[str, ...], environment: str, pop: bool = False) -> bool:
+        """Bring the account into the partition for ``capabilities`` (``pop``: its PoP one)
+        from another one that has a refresh token; whether there was one."""
+        name = partition_name(capabilities, pop)
         query = {"environment": environment}
         for other_name, source in list(self.partitions.items()):
             if other_name != name and source.holds(_KIND.REFRESH_TOKEN, query):
-                _copy(source, self.get(capabilities), query)
+                _copy(source, self.get(capabilities, pop), query)
                 self.changed = True
                 return True
         return False
 
-    def spread(self, capabilities: tuple[str, ...], environment: str) -> None:
-        """After a refresh or a sign-in in the partition for ``capabilities``: the other
-        partitions that hold refresh tokens get its current ones (they rotate)."""
-        name = partition_name(capabilities)
+    def spread(self, capabilities: tuple[str, ...], environment: str, pop: bool = False) -> None:
+        """After a refresh or a sign-in in the partition for ``capabilities`` (``pop``: its
+        PoP one): the other partitions that hold refresh tokens get its current ones (they
+        rotate)."""
+        name = partition_name(capabilities, pop)
         query = {"environment": environment}
         source = self.partitions.get(name)
         if source is None or not source.holds(_KIND.REFRESH_TOKEN, query):
@@ -170,9 +223,10 @@ class AccountTokens:
                 self.changed = True
 
     def clear(self) -> int:
-        """Forget every token; how many entries there were."""
+        """Forget every token and the PoP key; how many entries there were."""
         count = sum(sum(len(v) for v in p._cache.values()) for p in self.partitions.values())
         self.partitions.clear()
+        self._pop_pem = self._pop_key = None
         self.changed = True
         return count
 

@@ -17,7 +17,10 @@ the other accounts stay. A database file SQLite cannot read at all is renamed
 ``<name>.corrupt-<stamp>`` and the store starts empty. Commits are one transaction per call;
 ``durable=True`` (sign-ins, removals) commits with ``synchronous=FULL`` (the WAL is fsynced
 before the call returns), else ``NORMAL`` (survives the daemon's crash, not a power cut).
-Every method blocks: the broker calls them from its executor. Nothing secret is logged.
+Every method blocks: the broker calls them from its executor. Reading an account's tokens uses
+a connection of the calling thread's own (WAL readers do not wait for a writer nor for each
+other; each read is its own transaction, so it sees every commit that returned before it);
+writes and repairs share one connection behind a lock. Nothing secret is logged.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ log = logging.getLogger(__name__)
 
 RECORD_VERSION = 2  # the single-file store (store.py) was format 1
 SCHEMA_VERSION = 1
+#: Each reading thread's page cache (KiB): a record is read once per load, the OS caches the file.
+READER_CACHE_KIB = 256
 _HEADER = struct.Struct(">H8s12s")
 ACCOUNT, TOKENS, META = b"account", b"tokens", b"meta"
 _SCHEMA = """
@@ -108,13 +113,17 @@ class Loaded:
 
 
 class RecordStore:
-    """The SQLite file at ``path``; thread-safe (one connection behind a lock)."""
+    """The SQLite file at ``path``; thread-safe (one writing connection behind a lock, a
+    reading one per thread)."""
 
     def __init__(self, path: Path, keys: KeyProvider) -> None:
         self.path = Path(path)
         self.keys = keys
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._local = threading.local()  # this thread's reader and the generation it is of
+        self._readers: list[sqlite3.Connection] = []
+        self._generation = 0  # bumped when the file is closed: readers of before reconnect
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -135,8 +144,31 @@ class RecordStore:
             self._db = db
         return self._db
 
+    def _reader(self) -> sqlite3.Connection | None:
+        """This thread's reading connection (None: the store is not open)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None and self._local.generation == self._generation:
+            return db
+        with self._lock:
+            if self._db is None:
+                return None
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA query_only=1")
+            db.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB}")
+            self._readers.append(db)
+            self._local.db, self._local.generation = db, self._generation
+        return db
+
+    def _close_readers(self) -> None:
+        """Under ``_lock``: every thread's reader goes (a thread reading now falls back)."""
+        self._generation += 1
+        for db in self._readers:
+            db.close()
+        self._readers.clear()
+
     def close(self) -> None:
         with self._lock:
+            self._close_readers()
             if self._db is not None:
                 self._db.close()
                 self._db = None
@@ -176,20 +208,29 @@ class RecordStore:
 
     def read_tokens(self, hid: str) -> dict[str, str] | None:
         """The account's msal partitions by capability set; None if none (or quarantined)."""
-        with self._lock:
-            if self._db is None:
-                return None
-            row = self._db.execute("SELECT tokens FROM accounts WHERE hid=?", (hid,)).fetchone()
-            if row is None or row[0] is None:
-                return None
-            try:
-                value = unseal(row[0], self.keys.keys(), TOKENS, hid)
-                if not isinstance(value, dict):
-                    raise RecordError("not a JSON object")
-            except RecordError as exc:
-                self._quarantine(self._db, hid, str(exc))
-                return None
-            return {str(k): str(v) for k, v in value.items()}
+        query = "SELECT tokens FROM accounts WHERE hid=?"
+        db = self._reader()
+        if db is None:
+            return None
+        try:
+            rows = db.execute(query, (hid,)).fetchall()  # all: the read transaction ends
+        except sqlite3.ProgrammingError:  # closed meanwhile: the store closed or was replaced
+            with self._lock:
+                if self._db is None:
+                    return None
+                rows = self._db.execute(query, (hid,)).fetchall()
+        if not rows or rows[0][0] is None:
+            return None
+        try:
+            value = unseal(rows[0][0], self.keys.keys(), TOKENS, hid)
+            if not isinstance(value, dict):
+                raise RecordError("not a JSON object")
+        except RecordError as exc:
+            with self._lock:  # unless a commit replaced the row meanwhile
+                if self._db is not None and self._db.execute(query, (hid,)).fetchall() == rows:
+                    self._quarantine(self._db, hid, str(exc))
+            return None
+        return {str(k): str(v) for k, v in value.items()}
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -277,6 +318,7 @@ class RecordStore:
         self.keys.retire_old_keys()
 
     def _move_aside(self, reason: str) -> None:
+        self._close_readers()
         if self._db is not None:
             self._db.close()
             self._db = None

@@ -2,7 +2,10 @@
 
 The engine keeps an account's :class:`~authbroker.daemon.partitions.AccountTokens` here. An
 account is read from the store (``loader``) on first use and stays while it is used; beyond
-:data:`LOADED_ACCOUNTS` accounts the least recently used are dropped, but only an account that
+:data:`LOADED_ACCOUNTS` accounts, or once the accounts' saved states add up to more than
+:data:`RESIDENT_BYTES` (an account's weight is the length of its serialized partitions, as read
+or last snapshotted: parsed, it takes about 1.7 times that), the least recently used are
+dropped, but only an account that
 
 - no thread holds or waits for (:meth:`ResidentAccounts.hold`, the account's lock),
 - has no change since its last snapshot (``AccountTokens.has_changed``), and
@@ -28,9 +31,13 @@ from authbroker.daemon.partitions import AccountTokens
 
 log = logging.getLogger(__name__)
 
-#: How many accounts' partitions stay in memory (about 1-2 kB per cached token; 64 accounts of
-#: 10 scopes are a few MB). Beyond it, the least recently used saved accounts are dropped.
-LOADED_ACCOUNTS = 64
+#: How many accounts' partitions stay in memory at most, however small they are.
+LOADED_ACCOUNTS = 1024
+#: How many bytes of serialized partitions stay in memory (about 2 kB per cached token: some
+#: 64 accounts of 10 scopes, about 2.5 MB once parsed). Beyond it, or beyond LOADED_ACCOUNTS,
+#: the least recently used saved accounts are dropped. More costs more than it saves: each
+#: resident token lengthens the cyclic collector's full passes (event-loop stalls) and RSS.
+RESIDENT_BYTES = 3 * 2**19
 #: Reads an account's saved partitions (by capability-set name), or None (the store's).
 Loader = Callable[[str], Mapping[str, str] | None]
 
@@ -48,14 +55,16 @@ class _Slot:
 class ResidentAccounts:
     """Loaded accounts in least-recently-used order, with their locks. Thread-safe."""
 
-    def __init__(self, limit: int = LOADED_ACCOUNTS) -> None:
-        self.limit = limit
+    def __init__(self, limit: int = LOADED_ACCOUNTS, budget: int = RESIDENT_BYTES) -> None:
+        self.limit, self.budget = limit, budget
         self.loader: Loader | None = None
         self._lock = threading.Lock()
         self._loaded: OrderedDict[str, AccountTokens] = OrderedDict()
         self._slots: dict[str, _Slot] = {}
         self._touched: set[str] = set()  # served since their last snapshot
         self._unsaved: set[str] = set()  # snapshotted, the commit not landed yet
+        self._weights: dict[str, int] = {}  # loaded accounts' serialized sizes (bytes)
+        self.weight = 0  # their sum
         self.dropped = 0  # accounts dropped so far (measurements, tests)
 
     def __len__(self) -> int:
@@ -94,7 +103,16 @@ class ResidentAccounts:
             log.error("account %s: its saved token cache is unreadable; it signs in again", hid)
             tokens = AccountTokens()
         with self._lock:
-            return self._loaded.setdefault(hid, tokens)
+            found = self._loaded.setdefault(hid, tokens)
+            if found is tokens:
+                self._weigh(hid, states)
+            return found
+
+    def _weigh(self, hid: str, states: Mapping[str, str] | None) -> None:
+        """Record the account's serialized size (under ``_lock``)."""
+        size = sum(len(v) for v in states.values()) if states else 0
+        self.weight += size - self._weights.get(hid, 0)
+        self._weights[hid] = size
 
     def loaded(self) -> list[str]:
         with self._lock:
@@ -118,7 +136,13 @@ class ResidentAccounts:
             self._touched.discard(hid)
             if tokens is not None:
                 self._unsaved.add(hid)
-        return None if tokens is None else tokens.snapshot()
+        if tokens is None:
+            return None
+        states = tokens.snapshot()
+        with self._lock:
+            if hid in self._loaded:
+                self._weigh(hid, states)
+        return states
 
     def saved(self, hids: Iterable[str]) -> None:
         """The commit holding these accounts' snapshots landed: they may be dropped."""
@@ -132,16 +156,25 @@ class ResidentAccounts:
             and not tokens.has_changed
 
     def _evict(self, room: int = 0) -> None:
-        """Drop the least recently used droppable accounts beyond the limit (less ``room``)."""
+        """Drop the least recently used droppable accounts beyond the limit (less ``room``)
+        and the byte budget."""
         if self.loader is None:
             return
         with self._lock:
             excess = len(self._loaded) + room - self.limit
-            if excess <= 0:
+            if excess <= 0 and self.weight <= self.budget:
                 return
-            drop = [h for h, t in self._loaded.items() if self._droppable(h, t)][:excess]
+            drop, weight = [], self.weight
+            for hid, tokens in self._loaded.items():  # least recently used first
+                if excess <= 0 and weight <= self.budget:
+                    break
+                if self._droppable(hid, tokens):
+                    drop.append(hid)
+                    excess -= 1
+                    weight -= self._weights.get(hid, 0)
             for hid in drop:
                 del self._loaded[hid]
                 self._touched.discard(hid)
                 self._slots.pop(hid, None)  # nobody holds or waits for it
+                self.weight -= self._weights.pop(hid, 0)
             self.dropped += len(drop)

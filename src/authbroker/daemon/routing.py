@@ -14,8 +14,8 @@ reads it). Off, nothing meant for Microsoft is ever redirected; on without a pri
 is a configuration error naming both settings. An authority that cannot be reached is named
 with the setting that would fix it (:func:`unreachable_hint`).
 
-A request with ``popParams`` is refused (:func:`refuse_pop`) until PoP is implemented: never
-a bearer token in place of a PoP one.
+A request's ``popParams`` are checked by ``popkeys.pop_request`` (PoP is served; mTLS PoP and
+a client-held key are refused; never a bearer token in place of a PoP one).
 
 A request's ``decodedClaims`` split into client capabilities (``xms_cc``: which msal app and
 cache serve it) and a real claims challenge (:func:`authbroker.entra.split_claims`); claims that
@@ -153,22 +153,6 @@ def unreachable_hint(authority: str) -> str:
         f"check that it is running, or set {config.AUTHORITY} (or `authority` in the config "
         "file) to the authority's URL with its port, e.g. https://127.0.0.1:8443"
     )
-
-
-def refuse_pop(auth: broker1.AuthParameters) -> None:
-    """A PoP request (``popParams``) is a clear failure, never answered with a bearer token.
-
-    Status 0 (Unexpected), as for the methods not supported yet: pymsalruntime reports it as a
-    plain ``broker_error``; 2 or 13 would send msal into an interactive sign-in that could only
-    fail the same way.
-    """
-    if auth.pop_params is not None:
-        raise BrokerStatusError(
-            broker1.Status.UNEXPECTED,
-            "Proof-of-Possession (PoP) tokens are not supported by authbroker yet; ask for a "
-            "bearer token (a request without popParams)",
-            tag="engine.pop",
-        )
 
 
 def split_claims(decoded: str) -> entra.Claims:
