@@ -1,4 +1,4 @@
-"""Run benchmarks by name (default: all): ``python -m benchmarks [import daemon plugin scale]``;
+"""Run benchmarks by name (default: all): ``python -m benchmarks [import daemon plugin scale pop]``;
 options after one suite's name are that suite's (``python -m benchmarks scale --accounts 1,1000``).
 """
 
@@ -12,6 +12,7 @@ SUITES = {
     "daemon": "benchmarks.bench_daemon",
     "plugin": "benchmarks.bench_plugin",
     "scale": "benchmarks.bench_scale",  # issue 11; takes --accounts/--scopes/--clients
+    "pop": "benchmarks.bench_pop",  # issue 9: PoP silent against bearer silent
 }
 
 

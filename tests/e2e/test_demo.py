@@ -34,6 +34,17 @@ def _assert_no_secrets(out: str) -> None:
     assert "Passw0rd!" not in out
 
 
+def _assert_pop_step(out: str) -> None:
+    """Step 8: the PoP call answered 200 for the user; the replayed SHR refused elsewhere."""
+    assert "Proof-of-Possession" in out
+    assert re.search(r"GET https://127\.0\.0\.1:\d+/resource/pop: 401 with a nonce challenge, "
+                     r"then 200", out)
+    assert re.search(r"SHR: m=GET u=127\.0\.0\.1:\d+ p=/resource/pop nonce=", out)
+    assert "the resource says: user@contoso.example called" in out
+    assert "token_type pop" in out
+    assert re.search(r"the same SHR replayed at \S+/resource/pop/other: 401", out)
+
+
 def _processes_mentioning(text: str) -> list[str]:
     found = []
     for proc in Path("/proc").iterdir():
@@ -51,7 +62,7 @@ def test_demo_signs_in_through_the_broker_and_cleans_up(tmp_path):
     done = _run_demo(tmp_path)
     out = done.stdout + done.stderr
     assert done.returncode == 0, out
-    for step in range(1, 9):
+    for step in range(1, 10):
         assert f"[{step}]" in done.stdout
     assert "private D-Bus session bus" in done.stdout
     assert "owns com.microsoft.identity.broker1" in done.stdout
@@ -64,6 +75,7 @@ def test_demo_signs_in_through_the_broker_and_cleans_up(tmp_path):
     assert "the daemon served acquireTokenSilently x1 from the default account" in done.stdout
     assert "no browser was opened this time" in done.stdout
     assert "Secret Service" not in out  # the key-file fallback warning stays in the daemon log
+    _assert_pop_step(done.stdout)
     _assert_no_secrets(out)
     # everything stopped, temporary directories gone
     work = re.search(r"its store: (\S+)/store\.enc", done.stdout)
@@ -95,6 +107,7 @@ def test_demo_without_azurite_still_completes(tmp_path):
     assert "Azurite is not installed" in done.stdout
     assert "RS256 signature valid" in done.stdout
     assert "no browser was opened this time" in done.stdout
+    _assert_pop_step(done.stdout)
     assert "downloaded" not in done.stdout
     _assert_no_secrets(out)
 

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import sys
 import uuid
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from authbroker import broker1, config
 from authbroker.client import BrokerClient
-from authbroker.errors import AuthBrokerError, BrokerProtocolError, BrokerStatusError
+from authbroker.errors import (
+    AuthBrokerError,
+    BrokerProtocolError,
+    BrokerStatusError,
+    ConfigurationError,
+)
 
 #: Azure CLI's public client id: azure-identity's default, registered in every Entra tenant.
 DEFAULT_CLIENT_ID = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
@@ -84,6 +91,14 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                             help="just the token (default) or a JSON object")
         parser.add_argument("--force-refresh", action="store_true",
                             help="ignore a cached access token")
+        parser.add_argument("--pop-url", default="", metavar="URL",
+                            help="print a Proof-of-Possession token (a Signed HTTP Request) for "
+                            "this resource URL instead of a bearer token")
+        parser.add_argument("--pop-method", default="GET", metavar="METHOD",
+                            help="the HTTP method the PoP token is for (default: GET)")
+        parser.add_argument("--pop-nonce", default=None, metavar="NONCE",
+                            help="the resource's nonce to sign (default: ask --pop-url for its "
+                            "401 'WWW-Authenticate: PoP nonce' challenge first; '' signs none)")
     elif command == "logout":
         parser.add_argument("--username", default="", metavar="UPN",
                             help="the account to forget (needed when several are signed in)")
@@ -184,7 +199,13 @@ def _token(client: BrokerClient, args: argparse.Namespace) -> int:
         account=account, username=account.username if account else "",
         is_sign_in=account is None, force_refresh=args.force_refresh,
     )
+    pop = pop_params(args, account) if args.pop_url else None
+    if pop is not None:
+        auth = dataclasses.replace(auth, pop_params=pop)
     result = client.acquire_token_silently(auth)
+    if pop is not None and result.access_token_type != broker1.AccessTokenType.POP:
+        raise BrokerProtocolError("the broker answered a PoP request with a bearer token "
+                                  "(it is not printed in place of a PoP token)")
     if args.output == "json":
         expires = dt.datetime.fromtimestamp(result.expires_on, dt.UTC)
         print(json.dumps({
@@ -196,10 +217,47 @@ def _token(client: BrokerClient, args: argparse.Namespace) -> int:
             "scopes": list(result.granted_scopes or auth.requested_scopes),
             "username": result.account.username if result.account else None,
             "tenant": result.account.realm if result.account else None,
+            **({"pop": {"method": pop.http_method, "host": pop.uri_host, "path": pop.uri_path,
+                        "nonce": pop.nonce}} if pop is not None else {}),
         }, indent=2))
     else:
         print(result.access_token)
     return EXIT_OK
+
+
+def pop_params(args: argparse.Namespace, account: broker1.Account | None) -> broker1.PopParams:
+    """The ``popParams`` of ``--pop-url``/``--pop-method``/``--pop-nonce``; without a nonce,
+    the one the URL's 401 challenge asks for (none when it asks for none)."""
+    url = urlsplit(args.pop_url)
+    if url.scheme not in ("https", "http") or not url.netloc:
+        raise ConfigurationError(f"--pop-url must be an http(s) URL, not {args.pop_url!r}",
+                                 hint="e.g. --pop-url https://resource.example/api/items")
+    method = args.pop_method.upper()
+    nonce = args.pop_nonce if args.pop_nonce is not None else _challenged_nonce(args, method)
+    return broker1.PopParams(http_method=method, uri_host=url.netloc, uri_path=url.path or "/",
+                             nonce=nonce, home_account_id=account.home_account_id if account
+                             else "")
+
+
+def _challenged_nonce(args: argparse.Namespace, method: str) -> str:
+    """One unauthenticated request to ``--pop-url``: the nonce of its PoP challenge, or ''."""
+    import requests
+
+    from authbroker.plugin.challenge import pop_nonce
+
+    try:
+        answer = requests.request(method, args.pop_url, timeout=min(args.timeout, 30),
+                                  allow_redirects=False)
+    except requests.RequestException as exc:
+        raise ConfigurationError(
+            f"cannot ask {args.pop_url} for its PoP nonce: {type(exc).__name__}",
+            hint="check the URL, or give the nonce with --pop-nonce (or --pop-nonce '' for "
+            "none)") from None
+    nonce = pop_nonce(answer.headers.get("WWW-Authenticate")) if answer.status_code == 401 else None
+    if nonce is None:
+        _err(f"authbroker token: {args.pop_url} asked for no PoP nonce (HTTP "
+             f"{answer.status_code}); signing without one")
+    return nonce or ""
 
 
 def _logout(client: BrokerClient, args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 
 from authbroker.broker1 import BUS_NAME, Method
-from authbroker.demo import steps
+from authbroker.demo import pop, steps
 from authbroker.demo.steps import say, step
 from authbroker.devkit import useragent
 from authbroker.devkit.privatebus import PrivateBus
@@ -108,7 +108,10 @@ def run(interactive: bool, data_dir: Path, stack: ExitStack) -> int:
     stored = steps.call_storage(authority, credential)
     _second_credential(authority, daemon, interactive=interactive)
 
-    step(8, "Stopping the daemon, the bus and the authority")
+    step(8, "Proof-of-Possession: the credential calls a PoP resource with a Signed HTTP Request")
+    pop.call_pop_resource(authority, credential)
+
+    step(9, "Stopping the daemon, the bus and the authority")
     services.close()
     say("stopped; the demo's temporary files are removed on exit")
     if stored:
