@@ -17,7 +17,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 LAYER = {
-    "errors": 0, "config": 0, "entra": 0, "files": 0, "shr": 0,
+    "errors": 0, "config": 0, "entra": 0, "files": 0, "shr": 0, "devicecrypto": 0,
     "broker1": 1,
     "client": 2, "daemon": 2, "plugin": 2, "authority": 2, "azure.identity.broker": 2,
     "devkit": 3, "demo": 3,
