@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from authbroker.authority import authorize, errors, pop_resource, token_endpoint
+from authbroker.authority import admin, authorize, drs, errors, pop_resource, prt, token_endpoint
 from authbroker.authority.directory import CONSUMER_TENANT_ID
 from authbroker.authority.errors import EntraError
 from authbroker.authority.state import STATE_KEY, AuthorityState, authority_of
@@ -82,7 +82,9 @@ async def openid_configuration(request: web.Request) -> web.Response:
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "fragment", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token",
-                                  token_endpoint.DEVICE_CODE_GRANT],
+                                  token_endpoint.DEVICE_CODE_GRANT, prt.SRV_CHALLENGE,
+                                  prt.JWT_BEARER],
+        "capabilities": ["kdf_ver2"],  # [MS-OIDCE] 2.2.3.2: session-key KDFv2 accepted
         "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["pairwise"],
         "id_token_signing_alg_values_supported": ["RS256"],
@@ -131,7 +133,17 @@ async def index(request: web.Request) -> web.Response:
         "tenant_id": st.directory.tenant_id,
         "openid_configuration":
             f"{st.base_url}/{st.directory.tenant_id}/v2.0/.well-known/openid-configuration",
+        **device_urls(st.base_url, st.directory.tenant_id),
     })
+
+
+def device_urls(base_url: str, tenant_id: str) -> dict[str, str]:
+    """The device registration URLs of the JSON line and ``GET /``."""
+    return {
+        "device_discovery": f"{base_url}/{tenant_id}/Discover",
+        "device_join_endpoint": f"{base_url}{drs.JOIN_PATH}",
+        "device_admin": f"{base_url}{admin.ADMIN_PATH}",
+    }
 
 
 def create_app(st: AuthorityState) -> web.Application:
@@ -144,8 +156,13 @@ def create_app(st: AuthorityState) -> web.Application:
     app.router.add_get("/{tenant}/oauth2/v2.0/authorize", authorize.authorize_get)
     app.router.add_post("/{tenant}/oauth2/v2.0/authorize", authorize.authorize_post)
     app.router.add_post("/{tenant}/oauth2/v2.0/token", token_endpoint.token)
+    app.router.add_post("/{tenant}/oauth2/token", token_endpoint.token)  # v1, as PRT clients use
+    app.router.add_get("/{tenant}/oauth2/authorize", authorize.authorize_get)  # v1 alias
+    app.router.add_post("/{tenant}/oauth2/authorize", authorize.authorize_post)
     app.router.add_post("/{tenant}/oauth2/v2.0/devicecode", token_endpoint.devicecode)
     app.router.add_get("/devicelogin", authorize.devicelogin_get)
     app.router.add_post("/devicelogin", authorize.devicelogin_post)
     pop_resource.add_routes(app)
+    drs.add_routes(app)
+    admin.add_routes(app)
     return app

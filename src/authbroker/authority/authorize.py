@@ -1,4 +1,5 @@
-"""The browser side: ``/{tenant}/oauth2/v2.0/authorize`` (sign-in, account picker, SSO) and the
+"""The browser side: ``/{tenant}/oauth2/v2.0/authorize`` and its v1 alias (sign-in, account
+picker, SSO by browser session or by a device's ``x-ms-RefreshTokenCredential``) and the
 device-code approval page ``/devicelogin``."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
-from authbroker.authority import errors, pages
+from authbroker.authority import errors, pages, sso_credential
 from authbroker.authority.directory import User
 from authbroker.authority.errors import EntraError
 from authbroker.authority.flows import CodeRecord, Transaction
@@ -96,11 +97,13 @@ def _validate(st: AuthorityState, segment: str, params: dict[str, str]) -> None:
     parse_claims(params.get("claims"))
 
 
-def _issue(st: AuthorityState, params: dict[str, str], user: User, auth_time: int) -> web.Response:
+def _issue(st: AuthorityState, params: dict[str, str], user: User, auth_time: int, *,
+           amr: tuple[str, ...] = ("pwd",), device_id: str | None = None) -> web.Response:
     record = CodeRecord(
         client_id=params["client_id"], redirect_uri=params["redirect_uri"],
         code_challenge=params["code_challenge"], user=user, scope=params.get("scope", ""),
         nonce=params.get("nonce"), auth_time=auth_time, claims=parse_claims(params.get("claims")),
+        amr=amr, device_id=device_id,
     )
     code = st.flows.issue_code(record)
     log.info("signed in %s for client %s", user.username, params["client_id"][:60])
@@ -153,8 +156,13 @@ async def authorize_get(request: web.Request) -> web.Response:
         params=params, tenant_segment=segment,
         passthrough=params.get("msal_request_type") == "consumer_passthrough",
     )
-    accounts = _session_accounts(st, request, tx)
     prompt = params.get("prompt", "")
+    credential = sso_credential.presented(request)
+    if credential and prompt not in ("login", "create", "select_account"):
+        answer = _device_sign_in(st, request, tx, credential)
+        if answer is not None:
+            return answer
+    accounts = _session_accounts(st, request, tx)
     hint = params.get("login_hint", "").strip().lower()
     if prompt == "none":
         chosen = hint if hint in accounts else (next(iter(accounts)) if len(accounts) == 1 and
@@ -175,6 +183,23 @@ async def authorize_get(request: web.Request) -> web.Response:
             content_type="text/html", headers={"Cache-Control": "no-store"},
         )
     return _sign_in_page(request, tx_id, tx, username=hint)
+
+
+def _device_sign_in(st: AuthorityState, request: web.Request, tx: Transaction,
+                    credential: str) -> web.Response | None:
+    """A code for the PRT's user, or a nonce challenge; None: continue as without it."""
+    verdict = sso_credential.evaluate(st, credential)
+    if verdict.action == "challenge" and not sso_credential.challenged_before(st, tx.params):
+        return sso_credential.challenge(st, request)
+    if verdict.action != "sign_in" or verdict.session is None:
+        return None
+    record = verdict.session.record
+    user = st.directory.user(record.username)
+    if user is None or not st.tenant(tx.tenant_segment).admits(user, passthrough=tx.passthrough):
+        return None
+    log.info("signed in by the PRT credential of device %s", record.device_id)
+    return _issue(st, tx.params, user, record.auth_time, amr=record.amr,
+                  device_id=record.device_id)
 
 
 def _user(st: AuthorityState, username: str) -> User:

@@ -34,7 +34,8 @@ def check(cfg: AuthorityConfig) -> None:
             f"--token-lifetime must be at least {MIN_TOKEN_LIFETIME} s (clients treat tokens "
             f"with < 5 minutes left as expired); set {config.AUTHORITY_ALLOW_SHORT_TOKENS}=1 to "
             "allow shorter ones in tests")
-    if cfg.token_lifetime < 1 or cfg.code_lifetime < 1 or cfg.device_interval < 1:
+    if (cfg.token_lifetime < 1 or cfg.code_lifetime < 1 or cfg.device_interval < 1
+            or cfg.prt_lifetime < 1):
         raise ConfigurationError("lifetimes and intervals must be positive")
 
 

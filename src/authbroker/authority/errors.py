@@ -255,3 +255,62 @@ def invalid_request_parameter(name: str, detail: str) -> EntraError:
         "invalid_request", 90100,
         f"The parameter '{name}' is empty or not valid: {detail}.",
     )
+
+
+# Device identity (issue 10): a device certificate that does not authenticate a device.
+def device_auth_failed(detail: str) -> EntraError:
+    """AADSTS50155 DeviceAuthenticationFailed: unknown, deleted or expired device credential."""
+    return EntraError("invalid_grant", 50155, f"Device authentication failed: {detail}.")
+
+
+def device_untrusted(detail: str) -> EntraError:
+    """AADSTS50012: the device certificate does not chain to this authority's device CA."""
+    return EntraError(
+        "invalid_grant", 50012, f"Authentication failed: the device certificate is not "
+        f"trusted ({detail}).",
+    )
+
+
+def device_disabled() -> EntraError:
+    """AADSTS135011: the device exists but an administrator disabled it."""
+    return EntraError(
+        "invalid_grant", 135011, "Device used during the authentication is disabled.",
+    )
+
+
+# The PRT grants ([MS-OAPXBC]): the rest of the error table of docs/device-identity.md §3.
+def session_signature_invalid() -> EntraError:
+    """AADSTS50006: the request is not signed with a key derived from the PRT's session key."""
+    return EntraError(
+        "invalid_grant", 50006,
+        "Signature verification failed: the request is not signed with the session key of "
+        "the primary refresh token.",
+    )
+
+
+def request_nonce_invalid() -> EntraError:
+    """AADSTS50027: the request_nonce is missing, unknown, expired or already used."""
+    return EntraError(
+        "invalid_grant", 50027,
+        "JWT token is invalid or malformed: the 'request_nonce' is missing, was not issued by "
+        "this server, has expired or was already used; request a new one "
+        "(grant_type=srv_challenge).",
+    )
+
+
+def prt_invalid() -> EntraError:
+    """AADSTS70008: the primary refresh token is unknown, expired or revoked."""
+    return EntraError(
+        "invalid_grant", 70008,
+        "The provided primary refresh token has expired or was revoked. Register the device "
+        "again or sign in interactively.",
+        suberror="bad_token",
+    )
+
+
+def bad_credentials() -> EntraError:
+    """AADSTS50126 (the password variant of the PRT request)."""
+    return EntraError(
+        "invalid_grant", 50126,
+        "Error validating credentials due to invalid username or password.",
+    )

@@ -102,6 +102,8 @@ class CodeRecord:
     redeemed: bool = False
     chain: str | None = None
     expires_at: float = 0.0
+    amr: tuple[str, ...] = ("pwd",)  # a sign-in by PRT credential keeps the PRT's
+    device_id: str | None = None  # signed in with a device's PRT credential
 
 
 @dataclass
@@ -221,6 +223,10 @@ class Flows:
 
     def new_chain(self) -> str:
         return new_secret(12)
+
+    def peek_refresh(self, token: str) -> RefreshRecord | None:
+        """The live record of a refresh token, without spending it (checks before a grant)."""
+        return self._refresh.get(digest(token))
 
     def redeem_refresh(self, token: str, client_id: str, *, family_member: bool) -> RefreshRecord:
         """Spend a refresh token. ``family_member``: whether ``client_id`` is in the family, so

@@ -86,6 +86,14 @@ class Grant:
     capabilities: tuple[str, ...] = ()
     family: bool = False  # the client is in the family of client ids: answer with "foci"
     cnf_kid: str | None = None  # a PoP request: the access token is bound to this key id
+    amr: tuple[str, ...] = ("pwd",)  # how the person signed in (a PRT keeps the original)
+    device_id: str | None = None  # minted from a PRT: the device's id (``deviceid`` claim)
+
+    def device_claims(self) -> dict[str, Any]:
+        """What a token minted from a PRT adds: ``deviceid``, ``amr``, ``auth_time``."""
+        if self.device_id is None:
+            return {}
+        return {"deviceid": self.device_id, "amr": list(self.amr), "auth_time": self.auth_time}
 
 
 class Minter:
@@ -113,6 +121,9 @@ class Minter:
         }
         if grant.nonce is not None:
             claims["nonce"] = grant.nonce
+        claims.update(grant.device_claims())
+        if grant.device_id is not None:  # [MS-OAPXBC] brokers read upn (or email) from it
+            claims["email" if user.personal else "upn"] = user.username
         return self.key.sign(claims)
 
     def access_token(self, base_url: str, grant: Grant, now: int) -> str:
@@ -125,7 +136,7 @@ class Minter:
             "sub": pairwise_sub(user, grant.client_id),
             "tid": user.tenant_id,
             "uti": b64url(uuid.uuid4().bytes),
-            "amr": ["pwd"],
+            "amr": list(grant.amr),
         }
         if scopes.azure_v1:
             assert scopes.resource is not None
@@ -151,6 +162,7 @@ class Minter:
             claims["xms_cc"] = list(grant.capabilities)
         if grant.cnf_kid is not None:
             claims["cnf"] = {"kid": grant.cnf_kid}
+        claims.update(grant.device_claims())
         return self.key.sign(claims)
 
     def response(

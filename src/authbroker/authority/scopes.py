@@ -12,12 +12,20 @@ from authbroker.authority import errors
 OIDC_SCOPES = frozenset({"openid", "profile", "offline_access", "email"})
 GRAPH = "https://graph.microsoft.com"
 STORAGE_APP_ID = "e406a681-f3d4-42a8-90b6-c2b029497af1"
+#: The Device Registration Service (docs/device-identity.md §1.3): its application id and the
+#: ``urn:ms-drs`` names all mean this authority's DRS; a token for any of them has ``aud``
+#: :data:`DRS_RESOURCE` (a v1 token, as Entra's DRS tokens are).
+DRS_RESOURCE = "urn:ms-drs:127.0.0.1"
+DRS_APP_ID = "01cb2876-7ebd-4aa4-9cc9-d28bd4d359a9"
+DRS_NAMES = frozenset({DRS_RESOURCE, DRS_APP_ID, "urn:ms-drs:enterpriseregistration.windows.net"})
+DRS_SCOPE = f"{DRS_APP_ID}/.default"
 # Resources whose real Entra tokens are v1 (iss sts.windows.net); Azurite insists on that form.
 AZURE_RESOURCE_SUFFIXES = (
     ".azure.com", ".azure.net", ".windows.net", ".azure.us", ".chinacloudapi.cn",
     ".usgovcloudapi.net", ".microsoft.com",
 )
-AZURE_RESOURCES = frozenset({STORAGE_APP_ID, "797f4846-ba00-4fd7-ba43-dac1f8f63013"})
+AZURE_RESOURCES = frozenset({STORAGE_APP_ID, "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+                             DRS_RESOURCE})
 #: The authority's own PoP-protected demo resource (``/resource/pop``): the audience of its
 #: tokens and the scope a client asks for (a v2 token, ``aud`` = the App ID URI).
 POP_RESOURCE = "api://authbroker-pop"
@@ -61,6 +69,8 @@ def parse_scopes(raw: str | None) -> ScopeRequest:
             resource, _, perm = scope.rpartition("/")
         if not resource:
             resource, perm = GRAPH, scope  # bare "User.Read" means Microsoft Graph
+        if resource in DRS_NAMES:
+            resource = DRS_RESOURCE
         if resource not in resources:
             resources.append(resource)
         permissions.append("user_impersonation" if perm in (".default", "") else perm)

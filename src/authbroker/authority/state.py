@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from authbroker.authority import errors
+from authbroker.authority.devices import DeviceRegistry
 from authbroker.authority.directory import Clients, Directory, TenantScope
 from authbroker.authority.flows import Flows
 from authbroker.authority.minting import Minter
 from authbroker.authority.nonces import Nonces
+from authbroker.authority.prt_store import PrtNonces, PrtStore
 
 
 @dataclass
@@ -22,6 +24,9 @@ class AuthorityState:
     device_interval: int = 1
     nonces: Nonces = field(default_factory=Nonces)  # the PoP demo resource's challenges
     base_url: str = ""  # set once the socket is bound: https://127.0.0.1:PORT
+    devices: DeviceRegistry = field(default_factory=DeviceRegistry.in_memory)  # DRS
+    prts: PrtStore = field(default_factory=PrtStore)  # in memory unless given a path
+    prt_nonces: PrtNonces = field(default_factory=PrtNonces)  # srv_challenge
 
     def tenant(self, segment: str) -> TenantScope:
         scope = self.directory.tenant_scope(segment)

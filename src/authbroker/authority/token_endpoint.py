@@ -1,6 +1,7 @@
-"""The machine side: ``/{tenant}/oauth2/v2.0/token`` (authorization_code with PKCE S256,
-refresh_token with rotation and family refresh tokens, device_code) and
-``/{tenant}/oauth2/v2.0/devicecode``."""
+"""The machine side: ``/{tenant}/oauth2/v2.0/token`` and its v1 twin ``/{tenant}/oauth2/token``
+(authorization_code with PKCE S256, refresh_token with rotation and family refresh tokens,
+device_code; [MS-OAPXBC] srv_challenge and the jwt-bearer PRT request and exchange, which carry
+no client_id form field) and ``/{tenant}/oauth2/v2.0/devicecode``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from authbroker.authority import errors
+from authbroker.authority import errors, prt, prt_exchange, prt_grant
 from authbroker.authority.flows import DeviceRecord, RefreshRecord
 from authbroker.authority.minting import Grant, b64url
 from authbroker.authority.pop_request import requested_cnf
@@ -105,11 +106,25 @@ def _refresh(st: AuthorityState, form: dict[str, str], client_id: str,
     return _respond(st, grant, chain=old.chain, form=form)
 
 
+def _jwt_bearer(st: AuthorityState, form: dict[str, str]) -> web.Response:
+    """The PRT request (device-signed, JSON answer) or the PRT exchange (session-signed,
+    encrypted answer)."""
+    request_jwt = _require(form, "request")
+    if prt.request_kind(request_jwt) == "prt":
+        return web.json_response(prt_grant.prt_request(st, request_jwt), headers=NO_STORE)
+    return web.Response(text=prt_exchange.exchange(st, request_jwt),
+                        content_type="application/jose", headers=NO_STORE)
+
+
 async def token(request: web.Request) -> web.Response:
     st = authority_of(request)
     st.tenant(request.match_info["tenant"])
     form = await read_form(request)
     grant_type = _require(form, "grant_type")
+    if grant_type == prt.SRV_CHALLENGE:
+        return web.json_response(prt.srv_challenge(st), headers=NO_STORE)
+    if grant_type == prt.JWT_BEARER:
+        return _jwt_bearer(st, form)
     if grant_type not in ("authorization_code", "refresh_token", DEVICE_CODE_GRANT):
         raise errors.unsupported_grant(grant_type)
     client_id = _client(st, request, form)
@@ -126,7 +141,7 @@ async def token(request: web.Request) -> web.Response:
         scopes = _scopes(form, code.scope)
         grant = Grant(code.user, client_id, scopes, code.auth_time, nonce=code.nonce,
                       capabilities=_capabilities(code.claims, claims), family=family,
-                      cnf_kid=cnf_kid)
+                      cnf_kid=cnf_kid, amr=code.amr, device_id=code.device_id)
         code.chain = st.flows.new_chain() if scopes.offline else None
         return _respond(st, grant, chain=code.chain, form=form)
     device_code = form.get("device_code") or form.get("code") or ""

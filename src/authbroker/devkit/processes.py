@@ -207,6 +207,9 @@ class AuthorityProcess(Child):
     ca_cert = _info_field("ca_cert", "its CA certificate alone")
     pop_resource = _info_field("pop_resource", "its PoP-protected demo resource's https URL")
     pop_resource_scope = _info_field("pop_resource_scope", "the scope a token for it asks for")
+    device_discovery = _info_field("device_discovery", "its DRS discovery URL (/{tenant}/Discover)")
+    device_join_endpoint = _info_field("device_join_endpoint", "its DRS join endpoint")
+    device_admin = _info_field("device_admin", "its device admin API (/admin/devices)")
 
     @property
     def port(self) -> int:
