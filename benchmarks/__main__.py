@@ -13,6 +13,7 @@ SUITES = {
     "plugin": "benchmarks.bench_plugin",
     "scale": "benchmarks.bench_scale",  # issue 11; takes --accounts/--scopes/--clients
     "pop": "benchmarks.bench_pop",  # issue 9: PoP silent against bearer silent
+    "prt": "benchmarks.bench_prt",  # issue 10: PRT-served silent against a refresh
 }
 
 

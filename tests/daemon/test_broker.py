@@ -133,13 +133,21 @@ def test_unsupported_methods_and_version(authority) -> None:
             broker1.Method.GET_LINUX_BROKER_VERSION, broker1.OpaqueRequest({}), ctx()
         )
         assert isinstance(version, broker1.VersionResult) and version.version
-        for method in (broker1.Method.ACQUIRE_PRT_SSO_COOKIE,):  # generateSignedHttpRequest:
-            # test_pop_core.py
-            with pytest.raises(BrokerStatusError) as err:
-                await core.handle(method, broker1.OpaqueRequest({}), ctx())
-            assert err.value.status == broker1.Status.UNEXPECTED
-            assert "not supported yet" in err.value.context
-            assert set(broker1.error_object(err.value)) >= {"status", "errorCode", "tag", "context"}
+        # acquirePrtSsoCookie without a registered device (with one: test_prt_core.py)
+        with pytest.raises(BrokerStatusError) as err:
+            await core.handle(broker1.Method.ACQUIRE_PRT_SSO_COOKIE,
+                              broker1.PrtSsoCookieRequest(), ctx())
+        assert err.value.status == broker1.Status.DEVICE_NOT_REGISTERED
+        assert set(broker1.error_object(err.value)) >= {"status", "errorCode", "tag", "context"}
+        # every method has a route now (generateSignedHttpRequest: test_pop_core.py); one
+        # without would be "not supported yet"
+        del core._routes[broker1.Method.ACQUIRE_PRT_SSO_COOKIE]
+        with pytest.raises(BrokerStatusError) as err:
+            await core.handle(broker1.Method.ACQUIRE_PRT_SSO_COOKIE,
+                              broker1.PrtSsoCookieRequest(), ctx())
+        assert err.value.status == broker1.Status.UNEXPECTED
+        assert "not supported yet" in err.value.context
+        assert set(broker1.error_object(err.value)) >= {"status", "errorCode", "tag", "context"}
         await core.aclose()
 
     asyncio.run(scenario())

@@ -152,7 +152,8 @@ def test_ping_machine_id_and_introspection(toy, conn):
     assert signal is not None and signal.get("name") == broker1.DEVICE_CODE_SIGNAL
     ui = root.findall(f"interface[@name='{broker1.EXTENSION_INTERFACE}']/method")
     assert {m.get("name") for m in ui} == {broker1.SET_DEFAULT_ACCOUNT, broker1.GET_DEFAULT_ACCOUNT,
-                                           broker1.GET_STATUS}
+                                           broker1.GET_STATUS, broker1.REGISTER_DEVICE,
+                                           broker1.GET_DEVICE_STATUS, broker1.UNREGISTER_DEVICE}
     for method in ui:
         args = [(a.get("name"), a.get("type"), a.get("direction")) for a in method.findall("arg")]
         assert args == [("correlation_id", "s", "in"), ("request_json", "s", "in"),

@@ -46,3 +46,12 @@ def read_obj(obj: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
     if not isinstance(value, Mapping):
         raise BrokerProtocolError(f"field {key!r} must be an object")
     return value
+
+
+def read_bool(obj: Mapping[str, Any], key: str, default: bool = False) -> bool:
+    value = obj.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise BrokerProtocolError(f"field {key!r} must be true or false")
+    return value

@@ -19,9 +19,12 @@ from authbroker.broker1 import results as rs
 from authbroker.broker1.names import (
     EXTENSION_INTERFACE,
     GET_DEFAULT_ACCOUNT,
+    GET_DEVICE_STATUS,
     GET_STATUS,
     INTERFACE,
+    REGISTER_DEVICE,
     SET_DEFAULT_ACCOUNT,
+    UNREGISTER_DEVICE,
 )
 
 
@@ -49,6 +52,9 @@ class UiMethod(StrEnum):
     SET_DEFAULT_ACCOUNT = SET_DEFAULT_ACCOUNT
     GET_DEFAULT_ACCOUNT = GET_DEFAULT_ACCOUNT
     GET_STATUS = GET_STATUS
+    REGISTER_DEVICE = REGISTER_DEVICE
+    GET_DEVICE_STATUS = GET_DEVICE_STATUS
+    UNREGISTER_DEVICE = UNREGISTER_DEVICE
 
     @property
     def is_token_method(self) -> bool:
@@ -109,7 +115,7 @@ _ROWS = (
              token_call=True, routine=True),
     _broker1(Method.GET_ACCOUNTS, rq.GetAccountsRequest, rs.AccountsResult, routine=True),
     _broker1(Method.REMOVE_ACCOUNT, rq.RemoveAccountRequest, rs.OkResult),
-    _broker1(Method.ACQUIRE_PRT_SSO_COOKIE, rq.OpaqueRequest, None),
+    _broker1(Method.ACQUIRE_PRT_SSO_COOKIE, rq.PrtSsoCookieRequest, rs.PrtSsoCookieResult),
     _broker1(Method.GENERATE_SIGNED_HTTP_REQUEST, rq.SignedHttpRequestRequest,
              rs.SignedHttpRequestResult),
     _broker1(Method.CANCEL_INTERACTIVE_FLOW, rq.CancelRequest, rs.OkResult),
@@ -117,6 +123,9 @@ _ROWS = (
     _ours(UiMethod.SET_DEFAULT_ACCOUNT, rq.SetDefaultAccountRequest, rs.OkResult),
     _ours(UiMethod.GET_DEFAULT_ACCOUNT, rq.OpaqueRequest, rs.DefaultAccountResult),
     _ours(UiMethod.GET_STATUS, rq.OpaqueRequest, rs.StatusResult),
+    _ours(UiMethod.REGISTER_DEVICE, rq.RegisterDeviceRequest, rs.DeviceStatusResult),
+    _ours(UiMethod.GET_DEVICE_STATUS, rq.OpaqueRequest, rs.DeviceStatusResult),
+    _ours(UiMethod.UNREGISTER_DEVICE, rq.UnregisterDeviceRequest, rs.UnregisterDeviceResult),
 )
 
 #: Every method, in declaration order (introspection lists them in this order).

@@ -21,6 +21,9 @@ DEVICE_CODE_SIGNAL = "DeviceCodePrompt"  # (s correlation_id, s prompt_json)
 SET_DEFAULT_ACCOUNT = "SetDefaultAccount"
 GET_DEFAULT_ACCOUNT = "GetDefaultAccount"
 GET_STATUS = "GetStatus"  # accounts, the default one, the sign-ins waiting for a person
+REGISTER_DEVICE = "RegisterDevice"  # one sign-in, then the device joined (and a PRT)
+GET_DEVICE_STATUS = "GetDeviceStatus"  # the registered device (never its keys), or null
+UNREGISTER_DEVICE = "UnregisterDevice"  # deleted at the authority where it can, then locally
 PROTOCOL_VERSION = "0.0"
 BROKER_VERSION = "2.0.4"  # what getLinuxBrokerVersion reports (compatible with known clients)
 #: Requests larger than this (bytes of request_json) are refused with an error object.

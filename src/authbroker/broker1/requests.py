@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from authbroker.broker1.fields import read_bool as _bool
 from authbroker.broker1.fields import read_int as _int
 from authbroker.broker1.fields import read_obj as _obj
 from authbroker.broker1.fields import read_str as _str
@@ -148,9 +149,82 @@ class SetDefaultAccountRequest:
         return request
 
 
+@dataclass(frozen=True)
+class RegisterDeviceRequest:
+    """``RegisterDevice``: where to register (default: the broker's authority, the signed-in
+    account's tenant), the device's display name, the sign-in's flow, the account to use."""
+
+    authority: str = ""
+    tenant: str = ""
+    device_name: str = ""
+    use_device_code: bool = False
+    home_account_id: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"useDeviceCode": self.use_device_code}
+        for key, value in (("authority", self.authority), ("tenant", self.tenant),
+                           ("deviceName", self.device_name),
+                           ("homeAccountId", self.home_account_id)):
+            if value:
+                wire[key] = value
+        return wire
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> RegisterDeviceRequest:
+        return cls(authority=_str(obj, "authority"), tenant=_str(obj, "tenant"),
+                   device_name=_str(obj, "deviceName"),
+                   use_device_code=_bool(obj, "useDeviceCode"),
+                   home_account_id=_str(obj, "homeAccountId"))
+
+
+@dataclass(frozen=True)
+class UnregisterDeviceRequest:
+    """``UnregisterDevice``: ``localOnly`` skips the deletion at the authority."""
+
+    local_only: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"localOnly": self.local_only}
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> UnregisterDeviceRequest:
+        return cls(local_only=_bool(obj, "localOnly"))
+
+
+@dataclass(frozen=True)
+class PrtSsoCookieRequest:
+    """``acquirePrtSsoCookie``: ``{account, authParameters (authorizationType 8, ssoUrl),
+    ssoUrl, mamEnrollment}`` (sso-mib's shape); the account may sit in ``authParameters``, the
+    URL too. Every field is optional here: the broker says what is missing."""
+
+    account: Account | None = None
+    sso_url: str = ""
+    client_id: str = ""
+    authority: str = ""
+    mam_enrollment: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        account = self.account.to_wire() if self.account else None
+        return {"account": account, "ssoUrl": self.sso_url, "mamEnrollment": self.mam_enrollment,
+                "authParameters": {"clientId": self.client_id, "authority": self.authority,
+                                   "authorizationType": 8, "ssoUrl": self.sso_url,
+                                   "requestedScopes": [], "account": account}}
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> PrtSsoCookieRequest:
+        auth = _obj(obj, "authParameters") or {}
+        account_obj = obj.get("account") if obj.get("account") is not None else auth.get("account")
+        return cls(account=Account.from_wire(account_obj) if account_obj is not None else None,
+                   sso_url=_str(obj, "ssoUrl") or _str(auth, "ssoUrl"),
+                   client_id=_str(auth, "clientId") or _str(obj, "clientId"),
+                   authority=_str(auth, "authority"),
+                   mam_enrollment=_bool(obj, "mamEnrollment"))
+
+
 Request = (
     TokenRequest | GetAccountsRequest | RemoveAccountRequest | CancelRequest | OpaqueRequest
-    | SetDefaultAccountRequest | SignedHttpRequestRequest
+    | SetDefaultAccountRequest | SignedHttpRequestRequest | RegisterDeviceRequest
+    | UnregisterDeviceRequest | PrtSsoCookieRequest
 )
 
 

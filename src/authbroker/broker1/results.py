@@ -257,7 +257,125 @@ class StatusResult:
         )
 
 
+@dataclass(frozen=True)
+class DeviceStatus:
+    """The registered device as ``GetDeviceStatus`` shows it: ids, certificate expiry, state
+    and the PRT's state (``active``, ``none``, ``expired``, ``refused``); never key material."""
+
+    device_id: str
+    tenant_id: str
+    authority: str
+    state: str = "registered"  # registered | disabled | deleted
+    certificate_not_after: int = 0  # epoch seconds
+    join_type: int = 4
+    home_account_id: str = ""
+    registered_at: int = 0
+    prt: str = "none"
+    prt_expires_on: int | None = None
+    prt_renewed_at: int | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Registered, and its PRT not refused (``device status`` exits 0)."""
+        return self.state == "registered" and self.prt not in ("refused", "")
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "deviceId": self.device_id, "tenantId": self.tenant_id, "authority": self.authority,
+            "joinType": self.join_type, "certificateNotAfter": self.certificate_not_after,
+            "state": self.state, "homeAccountId": self.home_account_id,
+            "registeredAt": self.registered_at, "prt": self.prt,
+            "prtExpiresOn": self.prt_expires_on, "prtRenewedAt": self.prt_renewed_at,
+        }
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> DeviceStatus:
+        if not isinstance(obj, Mapping):
+            raise BrokerProtocolError("a device must be an object")
+        return cls(
+            device_id=_str(obj, "deviceId", required=True), tenant_id=_str(obj, "tenantId"),
+            authority=_str(obj, "authority"), state=_str(obj, "state", default="registered"),
+            certificate_not_after=_int(obj, "certificateNotAfter", 0) or 0,
+            join_type=_int(obj, "joinType", 4) or 0,
+            home_account_id=_str(obj, "homeAccountId"),
+            registered_at=_int(obj, "registeredAt", 0) or 0,
+            prt=_str(obj, "prt", default="none"),
+            prt_expires_on=_int(obj, "prtExpiresOn"),
+            prt_renewed_at=_int(obj, "prtRenewedAt"),
+        )
+
+
+@dataclass(frozen=True)
+class DeviceStatusResult:
+    """Reply of ``RegisterDevice`` and ``GetDeviceStatus``: the device, or None (not
+    registered)."""
+
+    device: DeviceStatus | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"device": self.device.to_wire() if self.device else None}
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> DeviceStatusResult:
+        device = obj.get("device")
+        return cls(device=DeviceStatus.from_wire(device) if device is not None else None)
+
+
+@dataclass(frozen=True)
+class UnregisterDeviceResult:
+    """Reply of ``UnregisterDevice``: whether the authority deleted the device, and if not
+    why (``localOnly``, unreachable, refused, nothing registered)."""
+
+    deleted_at_authority: bool = False
+    reason: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"deletedAtAuthority": self.deleted_at_authority}
+        if self.reason:
+            wire["reason"] = self.reason
+        return wire
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> UnregisterDeviceResult:
+        deleted = obj.get("deletedAtAuthority")
+        if not isinstance(deleted, bool):
+            raise BrokerProtocolError("field 'deletedAtAuthority' must be true or false")
+        return cls(deleted_at_authority=deleted, reason=_str(obj, "reason"))
+
+
+@dataclass(frozen=True)
+class PrtSsoCookieResult:
+    """Reply of ``acquirePrtSsoCookie``, in both forms clients read: ``cookieName`` /
+    ``cookieContent`` (older brokers, Himmelblau) and ``cookieItems`` (brokers after 2.0.1)."""
+
+    account: Account | None
+    cookie_name: str
+    cookie_content: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return (f"PrtSsoCookieResult(cookie_name={self.cookie_name!r}, "
+                f"cookie_content={redact(self.cookie_content)})")
+
+    def to_wire(self) -> dict[str, Any]:
+        item = {"cookieName": self.cookie_name, "cookieContent": self.cookie_content}
+        return {"account": self.account.to_wire() if self.account else None, **item,
+                "cookieItems": [item]}
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any]) -> PrtSsoCookieResult:
+        items = obj.get("cookieItems")
+        source: Mapping[str, Any] = obj
+        if not obj.get("cookieContent") and isinstance(items, list) and items \
+                and isinstance(items[0], Mapping):
+            source = items[0]
+        account = obj.get("account")
+        return cls(account=Account.from_wire(account) if account is not None else None,
+                   cookie_name=_str(source, "cookieName", required=True),
+                   cookie_content=_str(source, "cookieContent", required=True))
+
+
 Result = (
     TokenResult | AccountsResult | OkResult | VersionResult | DefaultAccountResult | StatusResult
-    | SignedHttpRequestResult
+    | SignedHttpRequestResult | DeviceStatusResult | UnregisterDeviceResult
+    | PrtSsoCookieResult
 )

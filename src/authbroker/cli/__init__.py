@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("authbroker.cli.doctor", "check what sign-in needs here, and say what to fix"),
     "status": ("authbroker.cli.status", "the broker's accounts and the sign-ins waiting for you"),
     "audit": ("authbroker.cli.audit", "every token the broker handed out or refused, and to whom"),
+    "device": ("authbroker.cli.device", "register this device, show or undo its registration"),
 }
 
 

@@ -1,6 +1,7 @@
 """``authbroker doctor [--output json]``: what sign-in needs here, each "ok" or what to do.
 
-The checks are :mod:`authbroker.cli.checks`; this module prints them: one line each, "ok",
+The checks are :mod:`authbroker.cli.checks` and the registered device's (``device``, from
+``GetDeviceStatus``); this module prints them: one line each, "ok",
 "warn" (sign-in still works) or "FAIL" (it does not), with the fix below. Exit status 1 when a
 failed check blocks sign-in, else 0. Nothing printed is a secret.
 """
@@ -11,7 +12,8 @@ import argparse
 import json
 from pathlib import Path
 
-from authbroker.cli.checks import Check, failed, run_all
+from authbroker.cli.checks import INSTALL_FIX, Check, failed, run_all
+from authbroker.errors import AuthBrokerError
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -35,8 +37,28 @@ def _text(check: Check, width: int) -> str:
     return f"{line}\n{'':<{width + 6}}fix: {check.fix}" if check.fix and not check.ok else line
 
 
+def device_check(checks: list[Check]) -> Check:
+    """The registered device (never a blocker: sign-in works without one)."""
+    if not any(c.check == "broker-version" and c.ok for c in checks):
+        return Check("device", False, "not asked: the broker did not answer", INSTALL_FIX)
+    from authbroker.cli.device import summary
+    from authbroker.client import BrokerClient
+
+    try:
+        with BrokerClient(timeout=10) as client:
+            device = client.get_device_status()
+    except AuthBrokerError as exc:
+        return Check("device", False, f"the broker did not say: {exc}",
+                     "see the broker's log (`journalctl --user -u authbroker-broker`)")
+    if device is not None and not device.usable:
+        return Check("device", False, summary(device),
+                     "register again: authbroker device register")
+    return Check("device", True, summary(device))
+
+
 def run(args: argparse.Namespace) -> int:
     checks = run_all(args.store)
+    checks.append(device_check(checks))
     if args.output == "json":
         print(json.dumps([check.as_json() for check in checks], indent=2))
     else:

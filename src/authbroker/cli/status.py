@@ -4,7 +4,8 @@ One ``GetStatus`` call on our extension interface (``io.authbroker.BrokerUi1``):
 (the default one marked ``*``), every sign-in still running, with who asked (client id, bus
 name, pid) and, for a device-code sign-in, the URL and code a person must enter — so the
 prompt reaches someone even when the calling app shows nothing — and the recent callers
-(bus name, pid, executable, client ids, last call). ``--output json`` prints the same as one
+(bus name, pid, executable, client ids, last call); then ``GetDeviceStatus``: the registered
+device (its id, certificate expiry and PRT state). ``--output json`` prints the same as one
 object. Errors: a message and a hint on stderr, exit status 1.
 """
 
@@ -18,8 +19,9 @@ import time
 from typing import Any
 
 from authbroker import broker1
+from authbroker.cli.device import summary
 from authbroker.client import BrokerClient
-from authbroker.errors import AuthBrokerError
+from authbroker.errors import AuthBrokerError, BrokerProtocolError, BrokerStatusError
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -39,20 +41,32 @@ def run(args: argparse.Namespace) -> int:
     try:
         with BrokerClient(timeout=args.timeout) as client:
             status = client.get_status()
+            device = device_status(client)
     except AuthBrokerError as exc:
         hint = f"\n  hint: {exc.hint}" if exc.hint else ""
         print(f"authbroker status: {exc.message}{hint}", file=sys.stderr)
         return EXIT_FAILED
     if args.output == "json":
-        print(json.dumps(as_json(status), indent=2))
+        print(json.dumps(as_json(status, device), indent=2))
     else:
-        print("\n".join(as_text(status)))
+        print("\n".join(as_text(status, device)))
     return EXIT_OK
 
 
-def as_json(status: broker1.StatusResult) -> dict[str, Any]:
+def device_status(client: BrokerClient) -> broker1.DeviceStatus | None | str:
+    """The registered device, None when there is none, or why the broker did not say (a
+    broker without ``GetDeviceStatus``)."""
+    try:
+        return client.get_device_status()
+    except (BrokerStatusError, BrokerProtocolError) as exc:
+        return f"unknown ({exc})"
+
+
+def as_json(status: broker1.StatusResult,
+            device: broker1.DeviceStatus | None | str = None) -> dict[str, Any]:
     """The status as ``--output json`` prints it."""
     return {
+        "device": device.to_wire() if isinstance(device, broker1.DeviceStatus) else None,
         "accounts": [{"username": a.username, "name": a.name, "homeAccountId": a.home_account_id,
                       "tenantId": a.realm, "environment": a.environment,
                       "default": a.home_account_id == status.default_account_id}
@@ -83,7 +97,8 @@ def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="seconds")
 
 
-def as_text(status: broker1.StatusResult) -> list[str]:
+def as_text(status: broker1.StatusResult,
+            device: broker1.DeviceStatus | None | str = None) -> list[str]:
     """The status as the table output prints it, line by line."""
     lines = ["accounts:"]
     for a in status.accounts:
@@ -107,4 +122,5 @@ def as_text(status: broker1.StatusResult) -> list[str]:
         clients = f", clients {', '.join(c.client_ids)}" if c.client_ids else ""
         lines.append(f"  {c.sender}{pid}{program}: {c.calls} call(s), last {c.last_method} "
                      f"{max(0, now - c.last_call_on):.0f} s ago{clients}")
+    lines.append(f"device: {device if isinstance(device, str) else summary(device)}")
     return lines

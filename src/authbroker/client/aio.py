@@ -8,7 +8,7 @@ import inspect
 import time
 from typing import Any
 
-from jeepney import Message
+from jeepney import MatchRule, Message
 from jeepney.bus_messages import message_bus
 from jeepney.io import asyncio as jasyncio
 from jeepney.io.common import RouterClosed
@@ -21,7 +21,7 @@ from authbroker.client.messages import (
     log,
     print_device_code,
 )
-from authbroker.errors import BrokerUnavailableError
+from authbroker.errors import BrokerProtocolError, BrokerUnavailableError
 
 
 class AsyncBrokerClient(_ClientSettings):
@@ -127,6 +127,13 @@ class AsyncBrokerClient(_ClientSettings):
         method = broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY
         msg, bus_rule, local_rule = self.messages.interactive(auth, parent_window_handle,
                                                            correlation_id)
+        return await self._prompting(method, msg, bus_rule, local_rule, on_device_code,
+                                     broker1.TokenResult)
+
+    async def _prompting(self, method: broker1.AnyMethod, msg: Message, bus_rule: MatchRule,
+                         local_rule: MatchRule, on_device_code: DeviceCodeCallback | None,
+                         expected: type[R]) -> R:
+        """A call that may show device-code prompts: they go to ``on_device_code``."""
         router = await self._connection()
         signals: asyncio.Queue[Message | None] = asyncio.Queue()
 
@@ -155,7 +162,7 @@ class AsyncBrokerClient(_ClientSettings):
                 if self._router is not None:
                     with contextlib.suppress(Exception):
                         await self._bus("RemoveMatch", bus_rule)
-        return self.messages.result(method, reply, broker1.TokenResult)
+        return self.messages.result(method, reply, expected)
 
     async def remove_account(self, account: broker1.Account, client_id: str = "") -> None:
         request = broker1.RemoveAccountRequest(account, client_id)
@@ -168,6 +175,15 @@ class AsyncBrokerClient(_ClientSettings):
         result = await self._call(broker1.Method.GENERATE_SIGNED_HTTP_REQUEST, request,
                                   broker1.SignedHttpRequestResult)
         return result.signed_http_request
+
+    async def acquire_prt_sso_cookie(
+        self, account: broker1.Account | None = None, sso_url: str = "", client_id: str = "",
+        authority: str = "",
+    ) -> broker1.PrtSsoCookieResult:
+        """See :meth:`BrokerClient.acquire_prt_sso_cookie`."""
+        request = self.messages.prt_sso_cookie_request(account, sso_url, client_id, authority)
+        return await self._call(broker1.Method.ACQUIRE_PRT_SSO_COOKIE, request,
+                                broker1.PrtSsoCookieResult)
 
     async def cancel_interactive_flow(self, correlation_id: str | None = None) -> None:
         """Cancel this connection's sign-ins, or the one started with ``correlation_id``."""
@@ -198,3 +214,34 @@ class AsyncBrokerClient(_ClientSettings):
         return await self._call(broker1.UiMethod.GET_STATUS, broker1.OpaqueRequest(),
                                 broker1.StatusResult)
 
+
+    async def register_device(
+        self, *, authority: str = "", tenant: str = "", device_name: str = "",
+        use_device_code: bool = False, home_account_id: str = "",
+        on_device_code: DeviceCodeCallback | None = print_device_code,
+        correlation_id: str | None = None,
+    ) -> broker1.DeviceStatus:
+        """See :meth:`BrokerClient.register_device`."""
+        request = self.messages.register_device_request(
+            authority=authority, tenant=tenant, device_name=device_name,
+            use_device_code=use_device_code, home_account_id=home_account_id)
+        method = broker1.UiMethod.REGISTER_DEVICE
+        msg, bus_rule, local_rule = self.messages.prompting(method, request, correlation_id)
+        result = await self._prompting(method, msg, bus_rule, local_rule, on_device_code,
+                                       broker1.DeviceStatusResult)
+        if result.device is None:
+            raise BrokerProtocolError("the broker's RegisterDevice reply names no device")
+        return result.device
+
+    async def get_device_status(self) -> broker1.DeviceStatus | None:
+        """See :meth:`BrokerClient.get_device_status`."""
+        result = await self._call(broker1.UiMethod.GET_DEVICE_STATUS, broker1.OpaqueRequest(),
+                                  broker1.DeviceStatusResult)
+        return result.device
+
+    async def unregister_device(self, *,
+                                local_only: bool = False) -> broker1.UnregisterDeviceResult:
+        """See :meth:`BrokerClient.unregister_device`."""
+        return await self._call(broker1.UiMethod.UNREGISTER_DEVICE,
+                                broker1.UnregisterDeviceRequest(local_only),
+                                broker1.UnregisterDeviceResult)

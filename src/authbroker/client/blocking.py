@@ -14,7 +14,7 @@ from jeepney.io import blocking as jblocking
 from authbroker import broker1
 from authbroker.broker1 import DeviceCodePrompt
 from authbroker.client.messages import R, _ClientSettings, log, print_device_code
-from authbroker.errors import BrokerUnavailableError
+from authbroker.errors import BrokerProtocolError, BrokerUnavailableError
 
 
 class BrokerClient(_ClientSettings):
@@ -108,7 +108,14 @@ class BrokerClient(_ClientSettings):
         method = broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY
         msg, bus_rule, local_rule = self.messages.interactive(auth, parent_window_handle,
                                                            correlation_id)
+        return self._prompting(method, msg, bus_rule, local_rule, on_device_code,
+                               broker1.TokenResult)
 
+    def _prompting(self, method: broker1.AnyMethod, msg: Message, bus_rule: MatchRule,
+                   local_rule: MatchRule,
+                   on_device_code: Callable[[DeviceCodePrompt], None] | None,
+                   expected: type[R]) -> R:
+        """A call that may show device-code prompts: they go to ``on_device_code``."""
         def on_signal(signal: Message) -> None:
             prompt = self.messages.prompt(signal)
             if prompt is not None and on_device_code is not None:
@@ -124,7 +131,7 @@ class BrokerClient(_ClientSettings):
             if self._conn is not None:
                 with contextlib.suppress(Exception):
                     self._bus("RemoveMatch", bus_rule)
-        return self.messages.result(method, reply, broker1.TokenResult)
+        return self.messages.result(method, reply, expected)
 
     def remove_account(self, account: broker1.Account, client_id: str = "") -> None:
         self._call(broker1.Method.REMOVE_ACCOUNT, broker1.RemoveAccountRequest(account, client_id),
@@ -137,6 +144,16 @@ class BrokerClient(_ClientSettings):
         request = self.messages.signed_http_request(client_id, pop_params, home_account_id)
         return self._call(broker1.Method.GENERATE_SIGNED_HTTP_REQUEST, request,
                           broker1.SignedHttpRequestResult).signed_http_request
+
+    def acquire_prt_sso_cookie(self, account: broker1.Account | None = None, sso_url: str = "",
+                               client_id: str = "",
+                               authority: str = "") -> broker1.PrtSsoCookieResult:
+        """The browser SSO cookie (``x-ms-RefreshTokenCredential``) from the device's PRT for
+        ``account`` (None: the default one); an ``sso_url`` carrying ``sso_nonce`` (a nonce
+        challenge) has it signed into the cookie. Status 17 when no device is registered."""
+        request = self.messages.prt_sso_cookie_request(account, sso_url, client_id, authority)
+        return self._call(broker1.Method.ACQUIRE_PRT_SSO_COOKIE, request,
+                          broker1.PrtSsoCookieResult)
 
     def cancel_interactive_flow(self, correlation_id: str | None = None) -> None:
         """Cancel this connection's sign-ins, or the one started with ``correlation_id``."""
@@ -169,3 +186,34 @@ class BrokerClient(_ClientSettings):
         return self._call(broker1.UiMethod.GET_STATUS, broker1.OpaqueRequest(),
                           broker1.StatusResult)
 
+
+    def register_device(
+        self, *, authority: str = "", tenant: str = "", device_name: str = "",
+        use_device_code: bool = False, home_account_id: str = "",
+        on_device_code: Callable[[DeviceCodePrompt], None] | None = print_device_code,
+        correlation_id: str | None = None,
+    ) -> broker1.DeviceStatus:
+        """Register this device (one interactive sign-in, like
+        :meth:`acquire_token_interactively`, and its timeout); the device as registered
+        (authbroker only). ``correlation_id`` lets another client cancel its sign-in."""
+        request = self.messages.register_device_request(
+            authority=authority, tenant=tenant, device_name=device_name,
+            use_device_code=use_device_code, home_account_id=home_account_id)
+        method = broker1.UiMethod.REGISTER_DEVICE
+        msg, bus_rule, local_rule = self.messages.prompting(method, request, correlation_id)
+        result = self._prompting(method, msg, bus_rule, local_rule, on_device_code,
+                                 broker1.DeviceStatusResult)
+        if result.device is None:
+            raise BrokerProtocolError("the broker's RegisterDevice reply names no device")
+        return result.device
+
+    def get_device_status(self) -> broker1.DeviceStatus | None:
+        """The registered device (never its keys), None when none is (authbroker only)."""
+        return self._call(broker1.UiMethod.GET_DEVICE_STATUS, broker1.OpaqueRequest(),
+                          broker1.DeviceStatusResult).device
+
+    def unregister_device(self, *, local_only: bool = False) -> broker1.UnregisterDeviceResult:
+        """Delete the device at the authority (unless ``local_only``) and here."""
+        return self._call(broker1.UiMethod.UNREGISTER_DEVICE,
+                          broker1.UnregisterDeviceRequest(local_only),
+                          broker1.UnregisterDeviceResult)

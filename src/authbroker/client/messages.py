@@ -80,6 +80,14 @@ class Broker1Messages:
         return broker1.SignedHttpRequestRequest(client_id, pop_params)
 
     @staticmethod
+    def prt_sso_cookie_request(account: broker1.Account | None = None, sso_url: str = "",
+                               client_id: str = "",
+                               authority: str = "") -> broker1.PrtSsoCookieRequest:
+        """An ``acquirePrtSsoCookie`` request (``account`` None: the broker's default)."""
+        return broker1.PrtSsoCookieRequest(account=account, sso_url=sso_url,
+                                           client_id=client_id, authority=authority)
+
+    @staticmethod
     def silent_request(auth: broker1.AuthParameters) -> broker1.TokenRequest:
         auth = dataclasses.replace(
             auth, authorization_type=broker1.AuthorizationType.CACHED_REFRESH_TOKEN)
@@ -101,8 +109,25 @@ class Broker1Messages:
                     correlation_id: str | None) -> tuple[Message, MatchRule, MatchRule]:
         """An interactive sign-in: (message, bus rule, local rule) as in :meth:`prompt_rules`."""
         request = self.interactive_request(auth, parent_window_handle)
-        cid, msg = self.call(broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY, request, correlation_id)
+        return self.prompting(broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY, request,
+                              correlation_id)
+
+    def prompting(self, method: broker1.AnyMethod, request: broker1.Request,
+                  correlation_id: str | None) -> tuple[Message, MatchRule, MatchRule]:
+        """A call that may show device-code prompts (a sign-in, a device registration):
+        (message, bus rule, local rule) as in :meth:`prompt_rules`."""
+        cid, msg = self.call(method, request, correlation_id)
         return (msg, *self.prompt_rules(cid))
+
+    @staticmethod
+    def register_device_request(
+        *, authority: str = "", tenant: str = "", device_name: str = "",
+        use_device_code: bool = False, home_account_id: str = "",
+    ) -> broker1.RegisterDeviceRequest:
+        return broker1.RegisterDeviceRequest(authority=authority, tenant=tenant,
+                                             device_name=device_name,
+                                             use_device_code=use_device_code,
+                                             home_account_id=home_account_id)
 
     def ping(self) -> Message:
         return new_method_call(self.peer, "Ping")

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 DOCUMENT_VERSION = 3
 #: Single-file document versions this code migrates (apply_document).
 READABLE_VERSIONS = frozenset({1, 2})
+#: Meta-row entries other parts own (``extras``): the registered device (``device.py``).
+EXTRA_META = frozenset({"device"})
 
 
 class TokenCaches(Protocol):
@@ -53,6 +55,8 @@ class AccountTable:
         self._entries: dict[str, dict[str, Any]] = {}
         self._default: str | None = None
         self._default_chosen = False  # chosen with SetDefaultAccount: sign-ins keep it
+        #: Other parts' entries of the meta row (``"device"``: device.py's record), kept as read.
+        self.extras: dict[str, Any] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -71,11 +75,12 @@ class AccountTable:
         for hid, entry in entries.items():
             self._add_entry(entry, hid)
         self._set_default(meta)
+        self.extras = {k: v for k, v in meta.items() if k in EXTRA_META}
 
     def meta(self) -> dict[str, Any]:
         """The meta row: the default account and whether it was chosen."""
         return {"core": DOCUMENT_VERSION, "defaultAccount": self._default,
-                "defaultChosen": self._default_chosen}
+                "defaultChosen": self._default_chosen, **self.extras}
 
     def entry(self, home_account_id: str) -> dict[str, Any] | None:
         """An account's stored form (wire object + ``lastSignIn``), None if not signed in."""

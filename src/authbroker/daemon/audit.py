@@ -3,11 +3,12 @@
 Each line says when, who called (bus name, pid, executable), for which client id, scopes and
 account (homeAccountId, username), and how the call was served: ``"cache"`` (``"via"``:
 ``"memo"``, the broker's hot memo, or ``"msal"``, msal's cache), ``"refresh"`` (the client's
-own refresh token), ``"family"`` (another family client's refresh token, FOCI), ``"sign-in"``,
-or ``"error"`` with its status, tag (the number the caller gets) and message (an error's
-``context`` never holds a token). A Proof-of-Possession call's line says ``"pop": true`` (never
-its SHR, key, nonce or HTTP request); ``generateSignedHttpRequest``'s is ``"signed"``.
-Nothing from a token result but its account is read, so no token or secret reaches the file.
+own refresh token), ``"family"`` (another family client's refresh token, FOCI), ``"prt"`` (the
+device's Primary Refresh Token), ``"sign-in"``, or ``"error"`` with its status, tag (the number
+the caller gets) and message (an error's ``context`` never holds a token). A
+Proof-of-Possession call's line says ``"pop": true`` (never its SHR, key, nonce or HTTP
+request); ``generateSignedHttpRequest``'s is ``"signed"``. Nothing from a token result but its
+account is read, so no token or secret reaches the file.
 
 The file is ``$XDG_STATE_HOME/authbroker/broker/audit.jsonl`` (0600, its directory 0700),
 bounded: past :data:`MAX_BYTES` it becomes ``audit.jsonl.1`` (the previous ``.1`` is dropped)
@@ -44,6 +45,8 @@ MAX_BYTES = 1_000_000
 #: How the broker says a token was served (the engine's ``CACHE`` is msal's cache).
 MEMO, CACHE, REFRESH, FAMILY, SIGN_IN, SIGNED, ERROR = (
     "memo", "cache", "refresh", "family", "sign-in", "signed", "error")
+#: A token (or an SSO cookie) from the device's Primary Refresh Token (``prt_calls.py``).
+PRT = "prt"
 _MAX_CALLERS = 256
 _MAX_MESSAGE = 300
 #: After a failed write, lines are dropped for this long before the file is tried again.

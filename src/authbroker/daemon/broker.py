@@ -31,12 +31,14 @@ from authbroker.config import Settings
 from authbroker.daemon import audit, signin
 from authbroker.daemon.accounts import AccountTable
 from authbroker.daemon.callers import RecentCallers
+from authbroker.daemon.device_calls import DeviceCalls
 from authbroker.daemon.handler import CallContext
 from authbroker.daemon.interactive import SignIns
 from authbroker.daemon.msal_engine import TokenEngine
 from authbroker.daemon.persistence import AccountStore, Persistence
 from authbroker.daemon.pop_calls import PopCalls
 from authbroker.daemon.popkeys import pop_request
+from authbroker.daemon.prt_calls import PrtCalls
 from authbroker.daemon.routing import PublicCloudRoute
 from authbroker.daemon.silent import Served, SilentPath
 from authbroker.daemon.store import Store
@@ -93,12 +95,20 @@ class BrokerCore:
                                 ui_mode=getattr(settings, "ui", None),
                                 timeout=sign_in_timeout or signin.timeout_setting(),
                                 open_url=open_url)
+        #: The registered device (device_calls.py); its PRT is ``self.prt``'s, when there is one.
+        self.devices = DeviceCalls(*parts, self.sign_ins, prt=lambda: getattr(self, "prt", None))
+        #: The device's Primary Refresh Token (prt_calls.py): tokens for any app, SSO cookies.
+        self.prt = PrtCalls(*parts, devices=lambda: self.devices)
+        self.silent.prt_route = self.prt.serve
         self.callers = RecentCallers()
         self.audit = audit_log  # None: no audit log (tests, embedders)
         self._routes: dict[broker1.AnyMethod, Route] = {
             broker1.UiMethod.SET_DEFAULT_ACCOUNT: self._on_set_default,
             broker1.UiMethod.GET_DEFAULT_ACCOUNT: self._on_get_default,
             broker1.UiMethod.GET_STATUS: self._on_status,
+            broker1.UiMethod.REGISTER_DEVICE: self._on_register_device,
+            broker1.UiMethod.GET_DEVICE_STATUS: self._on_device_status,
+            broker1.UiMethod.UNREGISTER_DEVICE: self._on_unregister_device,
             broker1.Method.GET_ACCOUNTS: self._on_get_accounts,
             broker1.Method.ACQUIRE_TOKEN_SILENTLY: self._on_silent,
             broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY: self._on_interactive,
@@ -106,6 +116,7 @@ class BrokerCore:
             broker1.Method.CANCEL_INTERACTIVE_FLOW: self._on_cancel,
             broker1.Method.GET_LINUX_BROKER_VERSION: self._on_version,
             broker1.Method.GENERATE_SIGNED_HTTP_REQUEST: self._on_signed_http_request,
+            broker1.Method.ACQUIRE_PRT_SSO_COOKIE: self._on_prt_sso_cookie,
         }
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -122,6 +133,7 @@ class BrokerCore:
             if self._loaded:
                 return
             await self._state.start()
+            await self.prt.start()
             self._loaded = True
             log.info("broker state loaded: %d account(s)", len(self.accounts))
 
@@ -131,6 +143,7 @@ class BrokerCore:
 
     async def aclose(self) -> None:
         self.sign_ins.cancel_all()
+        self.prt.aclose()
         if self._loaded:
             await self._state.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -172,6 +185,18 @@ class BrokerCore:
     async def _on_status(self, request: broker1.Request, ctx: CallContext) -> broker1.Result:
         return broker1.StatusResult(tuple(self.accounts.listed()), self.accounts.default,
                                     self.sign_ins.statuses(), self.callers.listed())
+
+    async def _on_register_device(self, request: broker1.RegisterDeviceRequest,
+                                  ctx: CallContext) -> broker1.Result:
+        return broker1.DeviceStatusResult(await self.devices.register(request, ctx))
+
+    async def _on_device_status(self, request: broker1.Request,
+                                ctx: CallContext) -> broker1.Result:
+        return broker1.DeviceStatusResult(self.devices.status())
+
+    async def _on_unregister_device(self, request: broker1.UnregisterDeviceRequest,
+                                    ctx: CallContext) -> broker1.Result:
+        return await self.devices.unregister(request.local_only)
 
     async def _on_get_accounts(self, request: broker1.Request, ctx: CallContext) -> broker1.Result:
         return broker1.AccountsResult(tuple(self.accounts.listed()))
@@ -235,6 +260,16 @@ class BrokerCore:
                  request.client_id)
         return broker1.SignedHttpRequestResult(signed)
 
+    async def _on_prt_sso_cookie(self, request: broker1.PrtSsoCookieRequest,
+                                 ctx: CallContext) -> broker1.Result:
+        """``acquirePrtSsoCookie``: the browser SSO cookie from the device's PRT (prt_calls)."""
+        default = self.accounts.default
+        account = request.account or (self.accounts.account(default) if default else None)
+        auth = broker1.AuthParameters(client_id=request.client_id, requested_scopes=(),
+                                      authority=request.authority, account=account)
+        return await self._audited(broker1.Method.ACQUIRE_PRT_SSO_COOKIE, auth, ctx,
+                                   self.prt.sso_cookie(request))
+
     # -- accounts -----------------------------------------------------------------------------
 
     async def set_default_account(self, home_account_id: str) -> None:
@@ -251,6 +286,7 @@ class BrokerCore:
         self._state.touch(home_account_id)
         self.silent.forget(home_account_id)
         self.pop.forget(home_account_id)
+        self.prt.removed(home_account_id)  # its PRT went with its tokens (engine.remove_account)
         log.info("removed account %s (%s, %d cache entries)", home_account_id,
                  "known" if known else "unknown", removed)
         await self._persist(durable=True)

@@ -48,10 +48,12 @@ class SignIns:
         self.open_url = open_url
         self.running: set[signin.SignIn] = set()
 
-    async def sign_in(self, auth: broker1.AuthParameters,
-                      ctx: CallContext) -> broker1.TokenResult:
-        """Run a sign-in for ``auth`` (already admitted) and adopt the account it signs in."""
-        mode = await self._run(signin.choose_mode, self.ui_mode)  # webbrowser may run xdg-settings
+    async def sign_in(self, auth: broker1.AuthParameters, ctx: CallContext, *,
+                      ui_mode: str | None = None) -> broker1.TokenResult:
+        """Run a sign-in for ``auth`` (already admitted) and adopt the account it signs in;
+        ``ui_mode`` (``signin.MODES``) forces a flow as ``AUTHBROKER_UI`` does."""
+        forced = ui_mode or self.ui_mode
+        mode = await self._run(signin.choose_mode, forced)  # webbrowser may run xdg-settings
         target = self.engine.target(auth)
         capabilities = split_claims(auth.decoded_claims).capabilities
         # a fresh cache of its own: the account it signs in is known from the answer only
@@ -69,7 +71,7 @@ class SignIns:
                  target.authority, mode)
         try:
             msal_result = await sign_in.run(
-                interaction.sign_in(mode, forced=bool(self.ui_mode)), self.timeout
+                interaction.sign_in(mode, forced=bool(forced)), self.timeout
             )
         except requests.exceptions.RequestException as exc:
             self.engine.forget_http_cache()

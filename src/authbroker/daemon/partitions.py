@@ -19,9 +19,10 @@ PoP-bound access tokens live apart, in a partition per capability set of their o
 by its ``key_id``), and its bearer lookup does not filter on ``key_id``, so in a shared
 partition a PoP token would replace a bearer one and be served to a bearer request. Refresh
 tokens are shared and spread between bearer and PoP partitions alike. The account's PoP key
-(PEM, ``popkeys.py``) travels in the account's snapshot under :data:`POP_KEY`. Names starting
-with ``#`` are reserved: a capability set whose name would start with one gets a second ``#``
-(``"##…"``), so it can never be taken for a reserved name.
+(PEM, ``popkeys.py``) travels in the account's snapshot under :data:`POP_KEY`, its Primary
+Refresh Token (``prt.py``) under :data:`PRT`; ``removeAccount`` drops both with the tokens.
+Names starting with ``#`` are reserved: a capability set whose name would start with one gets a
+second ``#`` (``"##…"``), so it can never be taken for a reserved name.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from authbroker.daemon.popkeys import PopKey
 PLAIN = "plain"
 #: The snapshot entry holding the account's PoP key (PEM), never a partition's name.
 POP_KEY = "#pop-key"
+#: The snapshot entry holding the account's Primary Refresh Token record (``prt.PrtState``).
+PRT = "#prt"
 #: What a PoP partition's name starts with (then the capability set's name).
 POP_PREFIX = "#pop:"
 _RESERVED = "#"
@@ -136,9 +139,14 @@ class AccountTokens:
         self.changed = False  # set by share/remove; the partitions track their own changes
         self._pop_pem: str | None = None  # the account's PoP key (saved with the partitions)
         self._pop_key: PopKey | None = None  # the same, parsed on first use
+        #: The account's PRT record (``prt_calls.py``; saved, sealed, with the partitions).
+        self.prt_record: str | None = None
         for name, state in (states or {}).items():
             if name == POP_KEY:
                 self._pop_pem = state
+                continue
+            if name == PRT:
+                self.prt_record = state
                 continue
             partition = Partition()
             partition.deserialize(state)  # ValueError: the caller decides
@@ -181,7 +189,15 @@ class AccountTokens:
         states = {n: p.compact() for n, p in self.partitions.items() if p._cache}
         if states and self._pop_pem is not None:  # an account without tokens keeps no key
             states[POP_KEY] = self._pop_pem
+        if self.prt_record is not None:
+            states[PRT] = self.prt_record
         return states
+
+    def keep_prt(self, record: str | None) -> None:
+        """Keep (None: drop) the account's PRT record; saved with the next snapshot."""
+        if record != self.prt_record:
+            self.prt_record = record
+            self.changed = True
 
     def has_refresh_token(self) -> bool:
         return any(p.holds(_KIND.REFRESH_TOKEN, {}) for p in self.partitions.values())
@@ -227,6 +243,7 @@ class AccountTokens:
         count = sum(sum(len(v) for v in p._cache.values()) for p in self.partitions.values())
         self.partitions.clear()
         self._pop_pem = self._pop_key = None
+        self.prt_record = None  # removeAccount drops the PRT with the tokens
         self.changed = True
         return count
 

@@ -59,6 +59,9 @@ MAX_CALLS_IN_FLIGHT = 64
 #: Calls waiting for their turn; beyond this a caller gets a "busy" error object at once.
 MAX_CALLS_QUEUED = 4096
 _OUR_INTERFACES = frozenset(spec.interface for spec in broker1.METHODS.values())
+#: Calls that run a sign-in: cancelled when their caller leaves the bus.
+_SIGNS_IN = frozenset({broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY,
+                       broker1.UiMethod.REGISTER_DEVICE})
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._:-]")
 
 
@@ -295,7 +298,7 @@ class BrokerService:
             raise _Refused(BrokerStatusError(broker1.Status.API_CONTRACT_VIOLATION,
                                              f"malformed {method.value} request: {exc}",
                                              tag="service.parse"), outcome=violation) from None
-        signs_in = method is broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY and bool(sender)
+        signs_in = method in _SIGNS_IN and bool(sender)
         ctx = CallContext(  # the handler logs the id: give it the log-safe form
             correlation_id=safe_id(correlation_id), sender=sender, uid=uid,
             pid=await self.endpoint.pid_of(sender) if sender else None,

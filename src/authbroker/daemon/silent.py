@@ -6,7 +6,9 @@ concurrent identical silent requests (same key, same ``force``) share one msal c
 that finishes after its account was removed is undone and refused, so it never brings the
 account back. A PoP request (``popParams``) is served the same way with an access token bound
 to the account's PoP key, kept apart from bearer ones (memo entries keyed by the key's ``kid``,
-its own msal partition); the caller's SHR over it is ``pop_calls.py``'s. Blocking calls run
+its own msal partition); the caller's SHR over it is ``pop_calls.py``'s. When msal has no
+token for a request (status 2), the device's Primary Refresh Token may serve it
+(``prt_route``, ``prt_calls.py``). Blocking calls run
 through the broker's executor (``run``).
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from authbroker import broker1
 from authbroker.daemon import audit
@@ -27,10 +30,12 @@ from authbroker.errors import BrokerStatusError
 
 log = logging.getLogger(__name__)
 
-#: A token and how it was served (audit.MEMO, CACHE, REFRESH, FAMILY or SIGN_IN).
+#: A token and how it was served (audit.MEMO, CACHE, REFRESH, FAMILY, PRT or SIGN_IN).
 Served = tuple[broker1.TokenResult, str]
 #: What a shared silent call yields: Served, and the PoP key its token is bound to (or None).
 Fetched = tuple[broker1.TokenResult, str, PopKey | None]
+#: The PRT's last resort: (request, account, msal's status-2 error) -> Fetched, or raises.
+PrtRoute = Callable[[broker1.AuthParameters, str, BrokerStatusError], Awaitable[Fetched]]
 
 
 class SilentPath:
@@ -46,6 +51,8 @@ class SilentPath:
         self.hot = HotTokens()
         self._inflight: dict[tuple[SilentKey, bool], asyncio.Future[Fetched]] = {}
         self._removals: dict[str, int] = {}  # per account, bumped by removeAccount (_fetch)
+        #: Serves a request msal could not (``PrtCalls.serve``), or raises the error given.
+        self.prt_route: PrtRoute | None = None
 
     def key(self, auth: broker1.AuthParameters, home_account_id: str,
             ctx: CallContext) -> SilentKey:
@@ -88,6 +95,20 @@ class SilentPath:
         """The account is gone: its memo entries go too."""
         self.hot.forget_account(home_account_id)
 
+    async def _served(self, auth: broker1.AuthParameters, home_account_id: str) -> Fetched:
+        """msal's answer (its cache, a refresh token); when it has none (status 2), the
+        device's PRT may serve (``prt_route``: ``prt_calls.PrtCalls.serve``)."""
+        try:
+            if auth.pop_params is None:
+                result, how = await self._run(self.engine.serve_silent, auth, home_account_id)
+                return result, how, None
+            fetched: Fetched = await self._run(self.engine.serve_pop, auth, home_account_id)
+            return fetched
+        except BrokerStatusError as exc:
+            if self.prt_route is None:
+                raise
+            return await self.prt_route(auth, home_account_id, exc)
+
     async def _fetch(
         self, auth: broker1.AuthParameters, home_account_id: str, ctx: CallContext,
         key: SilentKey,
@@ -95,11 +116,7 @@ class SilentPath:
         removals = self._removals.get(home_account_id, 0)
         pop_key: PopKey | None = None
         try:
-            if auth.pop_params is None:
-                result, how = await self._run(self.engine.serve_silent, auth, home_account_id)
-            else:
-                result, how, pop_key = await self._run(self.engine.serve_pop, auth,
-                                                       home_account_id)
+            result, how, pop_key = await self._served(auth, home_account_id)
             # removed meanwhile: the refresh must not bring the account back
             if self._removals.get(home_account_id, 0) != removals:
                 await self._run(self.engine.remove_account, home_account_id)
