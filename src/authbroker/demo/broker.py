@@ -17,7 +17,7 @@ from typing import Any
 import jwt
 
 from authbroker.broker1 import BUS_NAME, Method
-from authbroker.demo import pop, steps
+from authbroker.demo import device, pop, steps
 from authbroker.demo.steps import say, step
 from authbroker.devkit import useragent
 from authbroker.devkit.privatebus import PrivateBus
@@ -111,7 +111,10 @@ def run(interactive: bool, data_dir: Path, stack: ExitStack) -> int:
     step(8, "Proof-of-Possession: the credential calls a PoP resource with a Signed HTTP Request")
     pop.call_pop_resource(authority, credential)
 
-    step(9, "Stopping the daemon, the bus and the authority")
+    step(9, "Device identity: register, a token for any app from the PRT, browser SSO")
+    device.device_sso(authority, bus)
+
+    step(10, "Stopping the daemon, the bus and the authority")
     services.close()
     say("stopped; the demo's temporary files are removed on exit")
     if stored:
