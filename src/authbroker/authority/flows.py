@@ -228,9 +228,12 @@ class Flows:
         """The live record of a refresh token, without spending it (checks before a grant)."""
         return self._refresh.get(digest(token))
 
-    def redeem_refresh(self, token: str, client_id: str, *, family_member: bool) -> RefreshRecord:
+    def redeem_refresh(self, token: str, client_id: str, *, family_member: bool,
+                       spend: bool = True) -> RefreshRecord:
         """Spend a refresh token. ``family_member``: whether ``client_id`` is in the family, so
-        that it may redeem a family refresh token issued to another member."""
+        that it may redeem a family refresh token issued to another member. ``spend=False``
+        checks it the same way and leaves it usable (a PRT request answers with a PRT, not
+        with a new refresh token for the client, so the client keeps its own)."""
         record = self._refresh.get(digest(token))
         if record is None:
             raise errors.refresh_token_invalid()
@@ -241,5 +244,5 @@ class Flows:
             raise errors.refresh_token_reused()
         if record.client_id != client_id and not (record.family and family_member):
             raise errors.refresh_token_other_client()
-        record.used = True
+        record.used = record.used or spend
         return record

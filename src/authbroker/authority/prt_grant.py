@@ -64,7 +64,8 @@ def _user(st: AuthorityState, claims: dict[str, Any], client_id: str,
     if peeked is not None:
         _same_user(peeked.user, device)
     record = st.flows.redeem_refresh(refresh_token, client_id,
-                                     family_member=st.clients.in_family(client_id))
+                                     family_member=st.clients.in_family(client_id),
+                                     spend=False)
     return record.user, record.auth_time
 
 
