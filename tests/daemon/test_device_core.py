@@ -180,8 +180,11 @@ def test_device_identity_record_round_trip_and_rejects():
     back = DeviceIdentity.from_record(json.loads(json.dumps(record)))
     assert back.to_record() == record and back.state == "registered"
     assert "dev-1" in repr(back) and record["deviceKey"] not in repr(back)
-    for broken in ({**record, "v": 2}, {**record, "deviceKey": "AAAA"},
-                   {**record, "state": "lost"}, {**record, "registeredAt": "1"}, [], None):
+    old = {k: v for k, v in record.items() if k != "keysIn"} | {"v": 1}  # before keysIn
+    assert DeviceIdentity.from_record(old).to_record() == record
+    for broken in ({**record, "v": 3}, {**record, "deviceKey": "AAAA"},
+                   {**record, "state": "lost"}, {**record, "registeredAt": "1"},
+                   {**record, "keysIn": "elsewhere"}, [], None):
         try:
             DeviceIdentity.from_record(broken)
         except ValueError as exc:

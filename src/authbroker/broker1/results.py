@@ -260,12 +260,13 @@ class StatusResult:
 @dataclass(frozen=True)
 class DeviceStatus:
     """The registered device as ``GetDeviceStatus`` shows it: ids, certificate expiry, state
-    and the PRT's state (``active``, ``none``, ``expired``, ``refused``); never key material."""
+    and the PRT's state (``active``, ``none``, ``expired``, ``refused``, ``unavailable``);
+    never key material."""
 
     device_id: str
     tenant_id: str
     authority: str
-    state: str = "registered"  # registered | disabled | deleted
+    state: str = "registered"  # registered | disabled | deleted | locked (keys unreadable)
     certificate_not_after: int = 0  # epoch seconds
     join_type: int = 4
     home_account_id: str = ""

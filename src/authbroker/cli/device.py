@@ -137,7 +137,10 @@ def describe(device: broker1.DeviceStatus | None) -> list[str]:
              f"  authority: {device.authority}",
              f"  certificate expires: {_iso(device.certificate_not_after)}",
              f"  PRT: {prt_text(device)}"]
-    if device.state != "registered":
+    if device.state == "locked":
+        lines.append("  its keys are in the Secret Service, which is locked or lost them: "
+                     "unlock the keyring (or register again)")
+    elif device.state != "registered":
         lines.append("  the authority no longer accepts this device: register again "
                      "(authbroker device register)")
     return lines

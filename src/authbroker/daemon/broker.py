@@ -32,6 +32,7 @@ from authbroker.daemon import audit, signin
 from authbroker.daemon.accounts import AccountTable
 from authbroker.daemon.callers import RecentCallers
 from authbroker.daemon.device_calls import DeviceCalls
+from authbroker.daemon.device_keys import DeviceKeyVault
 from authbroker.daemon.handler import CallContext
 from authbroker.daemon.interactive import SignIns
 from authbroker.daemon.msal_engine import TokenEngine
@@ -96,7 +97,8 @@ class BrokerCore:
                                 timeout=sign_in_timeout or signin.timeout_setting(),
                                 open_url=open_url)
         #: The registered device (device_calls.py); its PRT is ``self.prt``'s, when there is one.
-        self.devices = DeviceCalls(*parts, self.sign_ins, prt=lambda: getattr(self, "prt", None))
+        self.devices = DeviceCalls(*parts, self.sign_ins, prt=lambda: getattr(self, "prt", None),
+                                   vault=DeviceKeyVault(self.store.keys if self.store else None))
         #: The device's Primary Refresh Token (prt_calls.py): tokens for any app, SSO cookies.
         self.prt = PrtCalls(*parts, devices=lambda: self.devices)
         self.silent.prt_route = self.prt.serve
@@ -133,6 +135,7 @@ class BrokerCore:
             if self._loaded:
                 return
             await self._state.start()
+            await self.devices.settle()
             await self.prt.start()
             self._loaded = True
             log.info("broker state loaded: %d account(s)", len(self.accounts))
@@ -192,6 +195,7 @@ class BrokerCore:
 
     async def _on_device_status(self, request: broker1.Request,
                                 ctx: CallContext) -> broker1.Result:
+        await self.devices.settle(now_=True)  # keys in a keyring unlocked since: read them
         return broker1.DeviceStatusResult(self.devices.status())
 
     async def _on_unregister_device(self, request: broker1.UnregisterDeviceRequest,

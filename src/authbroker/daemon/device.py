@@ -7,9 +7,11 @@ it is registered with, the account that registered it (the PRT's user), the devi
 encrypted to it), the endpoints, and its state (``registered``, ``disabled`` or ``deleted``).
 
 Its record form (:meth:`DeviceIdentity.to_record` / :meth:`DeviceIdentity.from_record`) is a
-JSON-able dict kept in the store's sealed meta row under ``"device"`` (keys as PKCS#8 DER,
-certificate as DER, both standard base64); the record is only ever written sealed. Neither the
-keys nor the certificate appear in a ``repr``, a log line, an exception or a status reply:
+JSON-able dict kept in the store's sealed meta row under ``"device"`` (certificate as DER,
+standard base64); the record is only ever written sealed. Its ``keysIn`` says where the two
+private keys are (``device_keys.py``): ``secret-service`` (two keyring items; the record holds
+no key), or ``store`` (the keys in the record, PKCS#8 DER). Neither the keys nor the
+certificate appear in a ``repr``, a log line, an exception or a status reply:
 :meth:`DeviceIdentity.status_fields` is what may be shown.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,8 +28,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-#: The record's format version (``"v"``).
-RECORD_VERSION = 1
+from authbroker.daemon.device_keys import IN_SECRET_SERVICE, IN_STORE
+from authbroker.daemon.keys import KeyUnavailableError
+
+#: The record's format version (``"v"``); version 1 (keys always in the record) is read too.
+RECORD_VERSION = 2
 #: The join type authbroker registers with: Entra *register* (a user's device, no management).
 JOIN_TYPE = 4
 STATES = ("registered", "disabled", "deleted")
@@ -34,6 +40,14 @@ STATES = ("registered", "disabled", "deleted")
 
 class DeviceRecordError(ValueError):
     """A stored device record is unreadable; the message names the field, never its bytes."""
+
+
+class DeviceKeysUnavailable(DeviceRecordError):
+    """The record is whole, but its keys are in a Secret Service that cannot give them now."""
+
+
+#: Reads a device's keys from where its record says (``device_keys.DeviceKeyVault.get``).
+KeyReader = Callable[[str], dict[str, bytes]]
 
 
 def _b64(data: bytes) -> str:
@@ -56,7 +70,10 @@ def _key_der(key: rsa.RSAPrivateKey) -> bytes:
 
 
 def _key(record: dict[str, Any], name: str) -> rsa.RSAPrivateKey:
-    der = _unb64(record, name)
+    return _load_key(_unb64(record, name), name)
+
+
+def _load_key(der: bytes, name: str) -> rsa.RSAPrivateKey:
     try:
         key = serialization.load_der_private_key(der, password=None)
     except (ValueError, TypeError):
@@ -96,6 +113,7 @@ class DeviceIdentity:
     registered_at: int
     cert_not_after: int
     state: str = "registered"  # registered | disabled | deleted
+    keys_in: str = IN_STORE  # where the two private keys are kept (device_keys.py)
 
     def __repr__(self) -> str:
         return (f"DeviceIdentity(device_id={self.device_id!r}, tenant_id={self.tenant_id!r}, "
@@ -112,25 +130,47 @@ class DeviceIdentity:
             raise ValueError(f"unknown device state {state!r}")
         return dataclasses.replace(self, state=state)
 
+    def key_ders(self) -> dict[str, bytes]:
+        """The two private keys as PKCS#8 DER, by ``device_keys.KEY_NAMES`` (never show)."""
+        return {"device": _key_der(self.device_key), "transport": _key_der(self.transport_key)}
+
     def to_record(self) -> dict[str, Any]:
-        """The JSON-able form the store seals (it holds the private keys: never show it)."""
-        return {
+        """The JSON-able form the store seals (with ``keysIn`` ``store`` it holds the private
+        keys: never show it)."""
+        record: dict[str, Any] = {
             "v": RECORD_VERSION, "deviceId": self.device_id, "tenantId": self.tenant_id,
             "authority": self.authority, "homeAccountId": self.home_account_id,
-            "certificate": _b64(self.cert_der), "deviceKey": _b64(_key_der(self.device_key)),
-            "transportKey": _b64(_key_der(self.transport_key)),
+            "certificate": _b64(self.cert_der), "keysIn": self.keys_in,
             "joinEndpoint": self.join_endpoint, "tokenEndpoint": self.token_endpoint,
             "registeredAt": self.registered_at, "certificateNotAfter": self.cert_not_after,
             "state": self.state,
         }
+        if self.keys_in == IN_STORE:
+            ders = self.key_ders()
+            record["deviceKey"], record["transportKey"] = (_b64(ders["device"]),
+                                                           _b64(ders["transport"]))
+        return record
+
+    @staticmethod
+    def peek(record: Any) -> dict[str, Any]:
+        """What a record says of itself without its keys (a status while they are away)."""
+        if not isinstance(record, dict):
+            return {}
+        return {name: record[name] for name in (
+            "deviceId", "tenantId", "authority", "homeAccountId", "registeredAt",
+            "certificateNotAfter", "state", "keysIn") if name in record}
 
     @classmethod
-    def from_record(cls, record: Any) -> DeviceIdentity:
-        """The identity a record holds; DeviceRecordError (a ValueError) if it is unreadable."""
+    def from_record(cls, record: Any, read_keys: KeyReader | None = None) -> DeviceIdentity:
+        """The identity a record holds; DeviceRecordError (a ValueError) if it is unreadable,
+        DeviceKeysUnavailable if its keys are in a Secret Service that cannot give them."""
         if not isinstance(record, dict):
             raise DeviceRecordError("the device record is not an object")
-        if record.get("v") != RECORD_VERSION:
+        if record.get("v") not in (1, RECORD_VERSION):
             raise DeviceRecordError("the device record has an unknown version")
+        keys_in = record.get("keysIn", IN_STORE)
+        if keys_in not in (IN_STORE, IN_SECRET_SERVICE):
+            raise DeviceRecordError("the device record's keysIn is unknown")
         cert_der = _unb64(record, "certificate")
         try:
             x509.load_der_x509_certificate(cert_der)
@@ -139,15 +179,26 @@ class DeviceIdentity:
         state = record.get("state", "registered")
         if state not in STATES:
             raise DeviceRecordError("the device record has an unknown state")
+        device_id = _text(record, "deviceId")
+        if keys_in == IN_STORE:
+            device_key, transport_key = _key(record, "deviceKey"), _key(record, "transportKey")
+        else:
+            if read_keys is None:
+                raise DeviceKeysUnavailable("the device's keys are in the Secret Service")
+            try:
+                ders = read_keys(device_id)
+            except KeyUnavailableError as exc:
+                raise DeviceKeysUnavailable(f"its keys are in the Secret Service: {exc}") from None
+            device_key = _load_key(ders["device"], "device key")
+            transport_key = _load_key(ders["transport"], "transport key")
         return cls(
-            device_id=_text(record, "deviceId"), tenant_id=_text(record, "tenantId"),
+            device_id=device_id, tenant_id=_text(record, "tenantId"),
             authority=_text(record, "authority"), home_account_id=_text(record, "homeAccountId"),
-            cert_der=cert_der, device_key=_key(record, "deviceKey"),
-            transport_key=_key(record, "transportKey"),
+            cert_der=cert_der, device_key=device_key, transport_key=transport_key,
             join_endpoint=_text(record, "joinEndpoint"),
             token_endpoint=_text(record, "tokenEndpoint"),
             registered_at=_int(record, "registeredAt"),
-            cert_not_after=_int(record, "certificateNotAfter"), state=state,
+            cert_not_after=_int(record, "certificateNotAfter"), state=state, keys_in=keys_in,
         )
 
     def status_fields(self) -> dict[str, Any]:

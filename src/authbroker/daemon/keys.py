@@ -13,13 +13,14 @@ import threading
 from collections.abc import Callable
 from contextlib import closing, suppress
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from authbroker.files import fsync_dir, write_private_atomic
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 KEY_BYTES = 32
 SECRET_SERVICE = "secret-service"
@@ -124,57 +125,9 @@ class SecretServiceKeyProvider:
 
     def get(self, *, create: bool, import_key: bytes | None = None) -> bytes | None:
         """The stored key; if there is none, store ``import_key`` or (``create``) a new one."""
-        return self._bounded(lambda conn: self._get(conn, create, import_key))
+        return in_default_collection(lambda c: self._get(c, create, import_key), self.timeout)
 
-    def _bounded(self, work: Callable[[Any], bytes | None]) -> bytes | None:
-        """Run ``work(connection)`` in a thread; give up after ``self.timeout`` seconds."""
-        import secretstorage
-
-        if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
-            raise KeyUnavailableError("DBUS_SESSION_BUS_ADDRESS is unset (no session bus)")
-        try:
-            conn = secretstorage.dbus_init()
-        except secretstorage.SecretServiceNotAvailableException as exc:
-            raise KeyUnavailableError(f"cannot connect to the session bus: {exc}") from None
-        result: dict[str, object] = {}
-
-        def run() -> None:
-            try:
-                result["value"] = work(conn)
-            except BaseException as exc:  # handed to the caller below
-                result["error"] = exc
-
-        with closing(conn):
-            worker = threading.Thread(target=run, name="secret-service-key", daemon=True)
-            worker.start()
-            worker.join(self.timeout)
-            if worker.is_alive():
-                with suppress(OSError):
-                    conn.sock.shutdown(2)  # wakes the blocked worker
-                raise KeyUnavailableError(f"the Secret Service did not answer in {self.timeout} s")
-        error = result.get("error")
-        if isinstance(error, KeyUnavailableError):
-            raise error
-        if isinstance(error, secretstorage.SecretStorageException):
-            raise KeyUnavailableError(f"Secret Service error: {type(error).__name__}") from None
-        if isinstance(error, BaseException):
-            # jeepney errors (e.g. DBusErrorResponse) carry names, not secrets
-            raise KeyUnavailableError(f"Secret Service error: {error}") from None
-        value = result.get("value")
-        return value if isinstance(value, bytes) else None
-
-    def _get(self, conn, create: bool, import_key: bytes | None) -> bytes | None:  # type: ignore[no-untyped-def]
-        import secretstorage
-        from secretstorage.exceptions import ItemNotFoundException
-
-        if not secretstorage.check_service_availability(conn):
-            raise KeyUnavailableError("no Secret Service (org.freedesktop.secrets) on the bus")
-        try:
-            collection = secretstorage.Collection(conn)  # the "default" alias; never created here
-        except ItemNotFoundException:
-            raise KeyUnavailableError("the Secret Service has no default collection") from None
-        if collection.is_locked():
-            raise KeyUnavailableError("the default Secret Service collection is locked")
+    def _get(self, collection, create: bool, import_key: bytes | None) -> bytes | None:  # type: ignore[no-untyped-def]
         for item in collection.search_items(self.attributes):
             if item.is_locked():
                 continue
@@ -190,6 +143,61 @@ class SecretServiceKeyProvider:
             content_type="application/octet-stream",
         )
         return key
+
+
+def in_default_collection(work: Callable[[Any], T], timeout: float = 5.0) -> T:
+    """``work(collection)`` on the default Secret Service collection, in a thread, within
+    ``timeout`` seconds. Never prompts, never creates the collection: a missing bus, a missing
+    or slow service, a missing or locked collection raise KeyUnavailableError (a message with
+    names only, never a secret)."""
+    import secretstorage
+
+    if not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        raise KeyUnavailableError("DBUS_SESSION_BUS_ADDRESS is unset (no session bus)")
+    try:
+        conn = secretstorage.dbus_init()
+    except secretstorage.SecretServiceNotAvailableException as exc:
+        raise KeyUnavailableError(f"cannot connect to the session bus: {exc}") from None
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = work(_unlocked_default(conn))
+        except BaseException as exc:  # handed to the caller below
+            result["error"] = exc
+
+    with closing(conn):
+        worker = threading.Thread(target=run, name="secret-service", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            with suppress(OSError):
+                conn.sock.shutdown(2)  # wakes the blocked worker
+            raise KeyUnavailableError(f"the Secret Service did not answer in {timeout} s")
+    error = result.get("error")
+    if isinstance(error, KeyUnavailableError):
+        raise error
+    if isinstance(error, secretstorage.SecretStorageException):
+        raise KeyUnavailableError(f"Secret Service error: {type(error).__name__}") from None
+    if isinstance(error, BaseException):
+        # jeepney errors (e.g. DBusErrorResponse) carry names, not secrets
+        raise KeyUnavailableError(f"Secret Service error: {error}") from None
+    return result["value"]  # type: ignore[no-any-return]
+
+
+def _unlocked_default(conn: Any) -> Any:
+    import secretstorage
+    from secretstorage.exceptions import ItemNotFoundException
+
+    if not secretstorage.check_service_availability(conn):
+        raise KeyUnavailableError("no Secret Service (org.freedesktop.secrets) on the bus")
+    try:
+        collection = secretstorage.Collection(conn)  # the "default" alias; never created here
+    except ItemNotFoundException:
+        raise KeyUnavailableError("the Secret Service has no default collection") from None
+    if collection.is_locked():
+        raise KeyUnavailableError("the default Secret Service collection is locked")
+    return collection
 
 
 class DefaultKeyProvider:
