@@ -189,6 +189,35 @@ def test_a_key_move_reads_old_records_and_reseals_them(tmp_path: Path) -> None:
     again.close()
 
 
+def test_records_under_a_key_not_at_hand_are_kept_for_when_it_is_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The keyring locked at start: the store key fell back to a new key file. Nothing is
+    quarantined or overwritten; with the keyring back every account and the default are read."""
+    path = tmp_path / "store.enc"
+    _fill(path, 3).close()
+    keyring_key = (tmp_path / "store.key").read_bytes()
+    (tmp_path / "store.key").unlink()
+    fallback = FileKeyProvider(tmp_path / "fallback.key")
+    locked = RecordStore(path, fallback)
+    with caplog.at_level(logging.ERROR):
+        loaded = locked.open()
+    assert loaded.accounts == {} and loaded.meta == {} and locked.held == 4
+    assert "not at hand" in caplog.text and "quarantine" not in caplog.text
+    assert locked.read_tokens("uid1.tid") is None
+    locked.commit([Change("uid9.tid", _account(9), _tokens(9))],  # a sign-in meanwhile
+                  {"core": 3, "defaultAccount": "uid9.tid", "defaultChosen": True})
+    locked.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT COUNT(*) FROM quarantine").fetchone() == (0,)
+    db.close()
+    back = RecordStore(path, _MovedKey(keyring_key, fallback.keys()[0]))
+    loaded = back.open()
+    assert sorted(loaded.accounts) == ["uid0.tid", "uid1.tid", "uid2.tid", "uid9.tid"]
+    assert loaded.meta["defaultAccount"] == "uid0.tid"  # not overwritten while locked
+    assert back.read_tokens("uid1.tid") == _tokens(1) and back.held == 0
+    back.close()
+
+
 def test_a_change_writes_one_account_whatever_the_store_holds(tmp_path: Path) -> None:
     sizes = {}
     for count in (1, 1000):

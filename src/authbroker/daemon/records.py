@@ -8,19 +8,21 @@ Tables (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`)::
                account BLOB, tokens BLOB)
 
 A sealed field is ``version (2) · key id (8) · nonce (12) · ciphertext+tag`` and its associated
-data is that header plus the field's kind and the row's key (the homeAccountId), so a field
-cannot be moved to another row or column, nor an old format's field replayed as a newer one.
-``account`` (the wire object, small) is read for every row at open; ``tokens`` (the account's
-msal partitions) only when the account is first used. A field that does not open (damaged,
-foreign, a key we do not have) moves its row to ``quarantine`` alone, with a logged error;
-the other accounts stay. A database file SQLite cannot read at all is renamed
+data is that header plus the field's kind and the row's key (the homeAccountId), so a field cannot
+be moved to another row or column, nor an old format's field replayed as a newer one. ``account``
+(the wire object, small) is read for every row at open; ``tokens`` (the account's msal partitions)
+only when the account is first used. A field that does not open (damaged, altered, moved) moves its
+row to ``quarantine`` alone, with a logged error; the other accounts stay. A field sealed with a
+key that is not at hand now (the keyring is locked or away, so the store key fell back to the key
+file) is left where it is, unread and unchanged (the meta row is not overwritten either), and read
+again at the next start that has the key. A database file SQLite cannot read at all is renamed
 ``<name>.corrupt-<stamp>`` and the store starts empty. Commits are one transaction per call;
-``durable=True`` (sign-ins, removals) commits with ``synchronous=FULL`` (the WAL is fsynced
-before the call returns), else ``NORMAL`` (survives the daemon's crash, not a power cut).
-Every method blocks: the broker calls them from its executor. Reading an account's tokens uses
-a connection of the calling thread's own (WAL readers do not wait for a writer nor for each
-other; each read is its own transaction, so it sees every commit that returned before it);
-writes and repairs share one connection behind a lock. Nothing secret is logged.
+``durable=True`` (sign-ins, removals) commits with ``synchronous=FULL`` (the WAL is fsynced before
+the call returns), else ``NORMAL`` (survives the daemon's crash, not a power cut). Every method
+blocks: the broker calls them from its executor. Reading an account's tokens uses a connection of
+the calling thread's own (WAL readers do not wait for a writer nor for each other; each read is its
+own transaction, so it sees every commit that returned before it); writes and repairs share one
+connection behind a lock. Nothing secret is logged.
 """
 
 from __future__ import annotations
@@ -67,6 +69,10 @@ class RecordError(Exception):
     """A sealed field does not open; the message names why, never its contents."""
 
 
+class KeyNotAtHand(RecordError):
+    """A sealed field names a key the provider does not have now: kept, not quarantined."""
+
+
 def seal(value: Any, key: bytes, kind: bytes, hid: str) -> bytes:
     plaintext = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     header = _HEADER.pack(RECORD_VERSION, key_id(key), secrets.token_bytes(12))
@@ -83,7 +89,7 @@ def unseal(blob: bytes, keys: list[bytes], kind: bytes, hid: str) -> Any:
         raise RecordError(f"unsupported record version {version}")
     key = next((k for k in keys if hmac.compare_digest(key_id(k), kid)), None)
     if key is None:
-        raise RecordError("encrypted with a key that is not available")
+        raise KeyNotAtHand("encrypted with a key that is not available")
     try:
         plaintext = AESGCM(key).decrypt(nonce, bytes(blob[_HEADER.size :]),
                                         header + kind + b"\0" + hid.encode("utf-8"))
@@ -124,6 +130,8 @@ class RecordStore:
         self._local = threading.local()  # this thread's reader and the generation it is of
         self._readers: list[sqlite3.Connection] = []
         self._generation = 0  # bumped when the file is closed: readers of before reconnect
+        self.held = 0  # rows (and the meta row) sealed with a key not at hand: kept unread
+        self._meta_held = False  # the meta row is one of them: it is not overwritten
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -189,9 +197,12 @@ class RecordStore:
     def _read_all(self, db: sqlite3.Connection) -> Loaded:
         keys = self.keys.keys()
         loaded = Loaded(exists=True)
+        self.held, self._meta_held = 0, False
         for (value,) in db.execute("SELECT value FROM meta WHERE name='state'").fetchall():
             try:
                 loaded.meta = dict(unseal(value, keys, META, ""))
+            except KeyNotAtHand:
+                self.held, self._meta_held = 1, True
             except (RecordError, TypeError, ValueError) as exc:
                 log.error("the store's default-account record is unreadable (%s); reset", exc)
                 db.execute("DELETE FROM meta")
@@ -199,10 +210,16 @@ class RecordStore:
         for hid, blob in db.execute("SELECT hid, account FROM accounts").fetchall():
             try:
                 loaded.accounts[hid] = dict(unseal(blob, keys, ACCOUNT, hid))
+            except KeyNotAtHand:
+                self.held += 1
             except (RecordError, TypeError, ValueError) as exc:
                 bad.append((hid, str(exc)))
         for hid, reason in bad:
             self._quarantine(db, hid, reason)
+        if self.held:
+            log.error("%d of the store's records are sealed with a key that is not at hand "
+                      "(is the keyring locked?): left unread and unchanged; unlock it and "
+                      "restart the daemon to have them back", self.held)
         self._rekey(db, keys)
         return loaded
 
@@ -225,6 +242,8 @@ class RecordStore:
             value = unseal(rows[0][0], self.keys.keys(), TOKENS, hid)
             if not isinstance(value, dict):
                 raise RecordError("not a JSON object")
+        except KeyNotAtHand:
+            return None  # kept for a start that has the key
         except RecordError as exc:
             with self._lock:  # unless a commit replaced the row meanwhile
                 if self._db is not None and self._db.execute(query, (hid,)).fetchall() == rows:
@@ -251,6 +270,10 @@ class RecordStore:
                 change.tokens, key, TOKENS, change.hid)
             written += len(account or b"") + len(tokens or b"")
             rows.append((change.hid, account, tokens))
+        if meta is not None and self._meta_held:
+            log.warning("the default account and device are not saved: the stored ones are "
+                        "sealed with a key that is not at hand (kept for when it is)")
+            meta = None
         sealed_meta = None if meta is None else seal(dict(meta), key, META, "")
         db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         db.execute("BEGIN IMMEDIATE")
@@ -307,6 +330,8 @@ class RecordStore:
                 changes.append(Change(hid, unseal(account, keys, ACCOUNT, hid),
                                       None if tokens is None else
                                       unseal(tokens, keys, TOKENS, hid)))
+            except KeyNotAtHand:
+                continue  # neither of our keys: kept for a start that has it
             except RecordError as exc:
                 self._quarantine(db, hid, str(exc))
         row = db.execute("SELECT value FROM meta WHERE name='state'").fetchone()
