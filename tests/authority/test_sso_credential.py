@@ -101,6 +101,19 @@ def test_valid_credential_signs_in_without_a_page(live, device, prt, cookie, v1)
     assert access["preferred_username"] == "user@contoso.example"
 
 
+def test_the_v1_endpoint_takes_a_resource_instead_of_scopes(live, device, prt):
+    """A v1 client (a browser on a v1 app) names ``resource``: its token is for that
+    resource, from the device's SSO credential, with no page."""
+    url, verifier = _authorize_url(live, v1=True, scope="", resource="https://storage.azure.com")
+    code = _code(_get(url, sso_credential(prt, request_nonce=live.nonce())))
+    answer = live.post_token(v1=True, grant_type="authorization_code", code=code,
+                             client_id=NON_FAMILY_CLIENT, redirect_uri=REDIRECT,
+                             code_verifier=verifier)
+    assert answer.status_code == 200, answer.text
+    access = jwt.decode(answer.json()["access_token"], options={"verify_signature": False})
+    assert access["aud"] == "https://storage.azure.com" and access["deviceid"] == device.device_id
+
+
 @pytest.mark.parametrize("case", ["stale", "replayed", "iat-only", "unknown"])
 def test_bad_nonce_gets_a_challenge_whose_retry_signs_in(live, prt, case):
     url, _ = _authorize_url(live)

@@ -75,6 +75,15 @@ def deliver_error(params: dict[str, str], error: EntraError) -> web.Response:
     })
 
 
+def _v1_resource(request: web.Request, params: dict[str, str]) -> dict[str, str]:
+    """The v1 endpoint names a ``resource``, not scopes: it asks for ``<resource>/.default``
+    (and ``openid``), as Entra's v1 endpoint answers a v1 client."""
+    resource = params.get("resource", "").strip()
+    if "/v2.0/" in request.path or not resource or params.get("scope"):
+        return params
+    return {**params, "scope": f"{resource.rstrip('/')}/.default openid"}
+
+
 def _validate(st: AuthorityState, segment: str, params: dict[str, str]) -> None:
     """Checks whose failure must not go to the redirect URI, then the ones that may."""
     try:
@@ -145,7 +154,7 @@ def _sign_in_page(
 async def authorize_get(request: web.Request) -> web.Response:
     st = authority_of(request)
     segment = request.match_info["tenant"]
-    params = _first(request.query)
+    params = _v1_resource(request, _first(request.query))
     try:
         _validate(st, segment, params)
     except PageError as exc:
