@@ -137,6 +137,7 @@ class BrokerCore:
             await self._state.start()
             await self.devices.settle()
             await self.prt.start()
+            self.devices.prts.soon()  # a device left without its PRT (a crash, a failure)
             self._loaded = True
             log.info("broker state loaded: %d account(s)", len(self.accounts))
 
@@ -147,6 +148,7 @@ class BrokerCore:
     async def aclose(self) -> None:
         self.sign_ins.cancel_all()
         self.prt.aclose()
+        self.devices.prts.aclose()
         if self._loaded:
             await self._state.aclose()
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -212,8 +214,11 @@ class BrokerCore:
     async def _on_interactive(
         self, request: broker1.TokenRequest, ctx: CallContext
     ) -> broker1.Result:
-        return await self._audited(broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY, request.auth,
-                                   ctx, self._signed_in(request.auth, ctx))
+        result = await self._audited(broker1.Method.ACQUIRE_TOKEN_INTERACTIVELY, request.auth,
+                                     ctx, self._signed_in(request.auth, ctx))
+        if result.account is not None:  # the device's account without a PRT: ask for one
+            self.devices.prts.soon(result.account.home_account_id)
+        return result
 
     async def _audited(self, method: broker1.Method, auth: broker1.AuthParameters,
                        ctx: CallContext, serving: Awaitable[tuple[T, str]]) -> T:

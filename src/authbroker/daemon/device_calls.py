@@ -22,10 +22,9 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
-import msal
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from authbroker import broker1, devicecrypto
@@ -33,6 +32,7 @@ from authbroker.daemon import signin
 from authbroker.daemon.accounts import AccountTable
 from authbroker.daemon.device import JOIN_TYPE, DeviceIdentity, DeviceKeysUnavailable
 from authbroker.daemon.device_keys import IN_SECRET_SERVICE, IN_STORE, DeviceKeyVault
+from authbroker.daemon.device_prt import BROKER_CLIENT_ID, PrtLike, PrtStarter
 from authbroker.daemon.drs_client import DrsClient
 from authbroker.daemon.handler import CallContext
 from authbroker.daemon.interactive import SignIns
@@ -45,27 +45,13 @@ log = logging.getLogger(__name__)
 
 #: The meta row's entry the device record is kept under.
 META_KEY = "device"
-#: The Microsoft Authentication Broker (a family client): the registration's sign-in.
-BROKER_CLIENT_ID = "29d9ed98-a469-4536-ade2-f981bc1d605e"
 #: The Device Registration Service's application id: the join token's scope.
 DRS_SCOPE = "01cb2876-7ebd-4aa4-9cc9-d28bd4d359a9/.default"
-_RT = msal.TokenCache.CredentialType.REFRESH_TOKEN
 #: How often a device whose keys are in an unavailable Secret Service is tried again.
 KEYS_RETRY_S = 30.0
 #: The state a status shows while the keys cannot be read.
 LOCKED = "locked"
 _UNREAD = object()  # no record read yet
-
-
-class PrtLike(Protocol):
-    """The part of ``core.prt`` (``prt_calls.PrtCalls``) registration uses."""
-
-    async def establish(self, device: DeviceIdentity, refresh_token: str,
-                        client_id: str) -> Any: ...
-
-    def state(self, home_account_id: str) -> dict[str, Any]: ...
-
-    async def forget(self, home_account_id: str | None = None) -> None: ...
 
 
 class DeviceCalls:
@@ -87,6 +73,8 @@ class DeviceCalls:
         self._identity: DeviceIdentity | None = None
         self._keys_away = ""  # why the record's keys cannot be read ("": they can)
         self._keys_tried = 0.0  # when settle() last tried the Secret Service
+        #: Asks for the device's PRT at registration and whenever it has none.
+        self.prts = PrtStarter(engine, run, prt, lambda: self.identity)
         self._lock = asyncio.Lock()  # one register/unregister at a time
 
     # -- the device ---------------------------------------------------------------------------
@@ -239,7 +227,7 @@ class DeviceCalls:
             device = self.identity or device
             log.info("registered device %s in tenant %s for %s (%s)", device.device_id,
                      device.tenant_id, hid, ctx.correlation_id)
-            await self._establish(device)
+            await self.prts.establish(device)
             status = self.status()
             assert status is not None
             return status
@@ -280,36 +268,6 @@ class DeviceCalls:
             str(old_peek.get("deviceId") or "")
         if gone and (device is None or device.device_id != gone):
             await self._run(self.vault.delete, gone)
-
-    async def _establish(self, device: DeviceIdentity) -> None:
-        """A PRT with the registration's refresh token (``core.prt``); registration stands
-        without one (the next sign-in tries again)."""
-        prt = self._prt()
-        if prt is None:
-            log.warning("device %s registered, but this broker has no PRT support yet: no PRT "
-                        "requested", device.device_id)
-            return
-        token = await self._run(self._refresh_token, device.home_account_id)
-        if not token:
-            log.warning("device %s registered, but the sign-in left no refresh token: no PRT",
-                        device.device_id)
-            return
-        try:
-            await prt.establish(device, token, BROKER_CLIENT_ID)
-        except BrokerStatusError as exc:
-            log.warning("device %s registered, but the PRT request failed: %s",
-                        device.device_id, exc.context)
-
-    def _refresh_token(self, home_account_id: str) -> str:
-        """In the executor: the broker client's refresh token in the account's partitions."""
-        query = {"client_id": BROKER_CLIENT_ID, "home_account_id": home_account_id}
-        with self.engine.account_lock(home_account_id):
-            for partition in self.engine.tokens(home_account_id).partitions.values():
-                for entry in partition.search(_RT, query=query):
-                    secret = entry.get("secret")
-                    if isinstance(secret, str) and secret:
-                        return secret
-        return ""
 
     # -- unregister ---------------------------------------------------------------------------
 
